@@ -1,0 +1,3 @@
+"""Sampling Playground: see how language models sample, token by token."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,692 @@
+"""The llama.cpp engine: load a GGUF, tokenize, and stream N samples with exact logprobs.
+
+One mechanism serves single generation and best-of-N: the prompt is decoded once on sequence 0,
+its KV cells are shared with sequences 1..N-1 (`llama_memory_seq_cp` in a unified KV cache), and
+each step decodes one token for every live sequence in a single `llama_decode`. After each decode
+the logits row of each sequence is read straight from llama.cpp (no `logits_all`), so the raw
+log-softmax, rank, entropy and alternatives cost tens of microseconds per token.
+
+An Engine is not thread-safe: llama.cpp contexts must stay on one thread. The GUI gives it a single
+long-lived worker thread; the CLI and tests use it directly.
+"""
+
+from __future__ import annotations
+
+import codecs
+import ctypes
+import os
+import re
+import sys
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import llama_cpp
+import numpy as np
+
+from playground import paths
+from playground.chat import chat_messages, render_chat
+from playground.errors import (
+    InvalidRequestError,
+    ModelFileError,
+    PlaygroundError,
+    ResourceError,
+    UnsupportedModelError,
+)
+from playground.gguf_file import GGUFHeader, ModelInfo, model_info, read_header
+from playground.records import (
+    Alternative,
+    Event,
+    Run,
+    RunEnd,
+    RunStats,
+    SampleEnd,
+    TokenRecord,
+)
+from playground.sampling import Sampler, SamplingParams, raw_stats
+
+MAX_SAMPLES = 32
+DEFAULT_CONTEXT = 4096
+PROMPT_BATCH = 512
+# Room left for llama.cpp's compute buffers and the rest of the app when sizing the KV cache.
+MEMORY_HEADROOM = 0.8
+
+
+# ---------------------------------------------------------------------------------------------
+# llama.cpp's log: kept in memory so that a failed load can say why, printed only on request.
+
+_LOG: deque[str] = deque(maxlen=200)
+
+
+@llama_cpp.llama_log_callback
+def _log_callback(level: int, text: bytes, _user_data: ctypes.c_void_p) -> None:
+    line = text.decode("utf-8", errors="replace")
+    _LOG.append(line)
+    if os.environ.get("PLAYGROUND_LLAMA_LOG"):
+        sys.stderr.write(line)
+
+
+llama_cpp.llama_log_set(_log_callback, ctypes.c_void_p(0))
+
+
+def _log_since(mark: int) -> str:
+    return "".join(list(_LOG)[mark:]) if mark < len(_LOG) else ""
+
+
+# ---------------------------------------------------------------------------------------------
+# Backends: what this llama.cpp build can run on.
+
+
+@dataclass(frozen=True)
+class Device:
+    name: str
+    description: str
+    type: str
+    """'cpu', 'gpu', 'igpu' or 'accel'."""
+    memory_total: int
+    memory_free: int
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    gpu_offload: bool
+    """Whether this llama.cpp build can offload layers to a GPU at all."""
+    backends: tuple[str, ...]
+    """Registered ggml backends, e.g. ('CPU',) or ('CUDA', 'CPU')."""
+    devices: tuple[Device, ...]
+
+    @property
+    def accelerator(self) -> str:
+        """The name a user knows: CPU, CUDA, Metal, Vulkan, ..."""
+        return next((b for b in self.backends if b != "CPU"), "CPU")
+
+    def to_json(self) -> dict:
+        return {
+            "gpu_offload": self.gpu_offload,
+            "accelerator": self.accelerator,
+            "backends": list(self.backends),
+            "devices": [d.__dict__ for d in self.devices],
+        }
+
+
+_DEVICE_TYPES = {0: "cpu", 1: "gpu", 2: "igpu", 3: "accel"}
+
+
+def backend_info() -> BackendInfo:
+    """Read the ggml backend registry (llama-cpp-python does not bind it, so ctypes does)."""
+    from llama_cpp import _ggml
+
+    lib = _ggml.libggml
+    vp, size_t = ctypes.c_void_p, ctypes.c_size_t
+    for name, restype, argtypes in [
+        ("ggml_backend_reg_count", size_t, []),
+        ("ggml_backend_reg_get", vp, [size_t]),
+        ("ggml_backend_reg_name", ctypes.c_char_p, [vp]),
+        ("ggml_backend_dev_count", size_t, []),
+        ("ggml_backend_dev_get", vp, [size_t]),
+        ("ggml_backend_dev_name", ctypes.c_char_p, [vp]),
+        ("ggml_backend_dev_description", ctypes.c_char_p, [vp]),
+        ("ggml_backend_dev_type", ctypes.c_int, [vp]),
+        ("ggml_backend_dev_memory", None, [vp, ctypes.POINTER(size_t), ctypes.POINTER(size_t)]),
+    ]:
+        fn = getattr(lib, name)
+        fn.restype, fn.argtypes = restype, argtypes
+    backends = tuple(
+        lib.ggml_backend_reg_name(lib.ggml_backend_reg_get(i)).decode()
+        for i in range(lib.ggml_backend_reg_count())
+    )
+    devices = []
+    for i in range(lib.ggml_backend_dev_count()):
+        dev = lib.ggml_backend_dev_get(i)
+        free, total = size_t(0), size_t(0)
+        lib.ggml_backend_dev_memory(dev, ctypes.byref(free), ctypes.byref(total))
+        devices.append(
+            Device(
+                name=lib.ggml_backend_dev_name(dev).decode(),
+                description=(lib.ggml_backend_dev_description(dev) or b"").decode(),
+                type=_DEVICE_TYPES.get(lib.ggml_backend_dev_type(dev), "other"),
+                memory_total=total.value,
+                memory_free=free.value,
+            )
+        )
+    return BackendInfo(bool(llama_cpp.llama_supports_gpu_offload()), backends, tuple(devices))
+
+
+# ---------------------------------------------------------------------------------------------
+# Resources
+
+
+def default_threads() -> tuple[int, int]:
+    """(decode threads, prompt threads).
+
+    Decoding one token is memory-bound: on the 2-core test machine 1 thread decoded faster than 2
+    (see bench/threads.py), and on larger machines half the logical cores (about the physical
+    ones) is llama.cpp's own advice. Prompt processing is compute-bound and takes every core.
+    """
+    cores = os.cpu_count() or 1
+    return max(1, min(8, cores // 2)), cores
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation, or None where it cannot be told."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def kv_bytes_per_token(header: GGUFHeader) -> int:
+    """Bytes of f16 KV cache one token takes in every layer."""
+    meta = header.metadata
+    arch = meta.get("general.architecture", "")
+    layers = int(meta.get(f"{arch}.block_count", 0))
+    heads = int(meta.get(f"{arch}.attention.head_count", 1) or 1)
+    kv_heads = meta.get(f"{arch}.attention.head_count_kv", heads)
+    kv_heads = max(kv_heads) if isinstance(kv_heads, list) else int(kv_heads or heads)
+    embd = int(meta.get(f"{arch}.embedding_length", 0))
+    key = int(meta.get(f"{arch}.attention.key_length", embd // heads))
+    value = int(meta.get(f"{arch}.attention.value_length", embd // heads))
+    return layers * kv_heads * (key + value) * 2
+
+
+def default_model_path() -> Path:
+    path = paths.embedded_model_path()
+    if path is None:
+        raise ModelFileError(
+            "no model chosen and the embedded SmolLM2 model is not installed "
+            "(run `python3 dev.py setup`, or pass a .gguf file)"
+        )
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# The engine
+
+
+def load(
+    path: Path | str | None = None,
+    n_gpu_layers: int = 0,
+    n_ctx: int | None = None,
+    n_threads: int | None = None,
+    progress: Callable[[float], bool] | None = None,
+) -> Engine:
+    """Check and load a GGUF model (the embedded default when `path` is None).
+
+    `n_ctx` is the context window of one sample (prompt + new tokens); `n_gpu_layers` -1 offloads
+    every layer. `progress` gets 0..1 while loading and may return False to cancel.
+    Raises a `PlaygroundError` subclass with a one-line message for every bad input.
+    """
+    path = Path(path) if path else default_model_path()
+    header = read_header(path)
+    info = model_info(path, header)
+    _check_kind(path, header, info)
+    n_ctx = n_ctx or min(info.context_length or DEFAULT_CONTEXT, DEFAULT_CONTEXT)
+    if n_ctx < 16:
+        raise InvalidRequestError(f"a context of {n_ctx} tokens is too small")
+    if info.context_length and n_ctx > info.context_length:
+        raise ResourceError(
+            f"a context of {n_ctx:,} tokens is more than the {info.context_length:,} "
+            f"this model was trained for"
+        )
+    _check_memory(n_ctx * kv_bytes_per_token(header), f"a context of {n_ctx:,} tokens")
+
+    params = llama_cpp.llama_model_default_params()
+    params.n_gpu_layers = n_gpu_layers
+    callback = None
+    if progress is not None:
+
+        @llama_cpp.llama_progress_callback
+        def callback(fraction: float, _user_data: ctypes.c_void_p) -> bool:
+            return bool(progress(float(fraction)))
+
+        params.progress_callback = callback
+    mark = len(_LOG)
+    model = llama_cpp.llama_model_load_from_file(str(path).encode(), params)
+    log = _log_since(mark)
+    if not model:
+        raise _load_error(path, info, log)
+    offloaded = re.search(r"offloaded (\d+)/(\d+) layers to GPU", log)
+    decode_threads, batch_threads = default_threads()
+    return Engine(
+        model,
+        path,
+        header,
+        info,
+        n_ctx=n_ctx,
+        n_threads=n_threads or decode_threads,
+        n_threads_batch=max(n_threads or 0, batch_threads),
+        layers_offloaded=int(offloaded.group(1)) if offloaded else 0,
+    )
+
+
+def _check_kind(path: Path, header: GGUFHeader, info: ModelInfo) -> None:
+    if info.kind == "adapter":
+        raise ModelFileError(f"{path.name}: this is a LoRA adapter, not a model")
+    if info.architecture == "clip" or info.kind == "mmproj":
+        raise ModelFileError(
+            f"{path.name}: this is a multimodal projector (mmproj), not a language model"
+        )
+    if not header.tensors:
+        raise ModelFileError(f"{path.name}: this file has no weights (a vocabulary only?)")
+
+
+def _check_memory(needed: int, what: str) -> None:
+    available = available_memory()
+    if available is not None and needed > available * MEMORY_HEADROOM:
+        raise ResourceError(
+            f"{what} needs {needed / 2**30:.1f} GiB of KV cache but only "
+            f"{available / 2**30:.1f} GiB of memory is available"
+        )
+
+
+def _load_error(path: Path, info: ModelInfo, log: str) -> PlaygroundError:
+    if "unknown model architecture" in log:
+        return UnsupportedModelError(
+            f"{path.name}: architecture '{info.architecture}' is not supported by this llama.cpp"
+        )
+    reason = next(
+        (line.strip() for line in reversed(log.splitlines()) if "error" in line.lower()), ""
+    )
+    reason = re.sub(r"^\w+: ", "", reason)
+    return ModelFileError(
+        f"{path.name}: llama.cpp could not load it" + (f" ({reason})" if reason else "")
+    )
+
+
+class Engine:
+    """A loaded model and the llama.cpp context that runs it. See the module docstring."""
+
+    def __init__(
+        self,
+        model: llama_cpp.llama_model_p,
+        path: Path,
+        header: GGUFHeader,
+        info: ModelInfo,
+        *,
+        n_ctx: int,
+        n_threads: int,
+        n_threads_batch: int,
+        layers_offloaded: int,
+    ) -> None:
+        self.path = path
+        self.info = info
+        self.n_ctx = n_ctx
+        self.n_threads = n_threads
+        self.n_threads_batch = n_threads_batch
+        self.layers_offloaded = layers_offloaded
+        self.kv_bytes_per_token = kv_bytes_per_token(header)
+        self.chat_template: str | None = header.metadata.get("tokenizer.chat_template")
+        self._model = model
+        self._vocab = llama_cpp.llama_model_get_vocab(model)
+        self.n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
+        self.memory_bytes = int(llama_cpp.llama_model_size(model))
+        self._pieces: dict[int, bytes] = {}
+        self._ctx: llama_cpp.llama_context_p | None = None
+        self._ctx_size = 0
+        self._batch: llama_cpp.llama_batch | None = None
+        self._finalizer = weakref.finalize(self, _free, model, [None, None])
+
+    # -- lifetime --------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._finalizer()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- tokens ----------------------------------------------------------------------------
+
+    def tokenize(self, text: str, *, add_special: bool = True) -> list[int]:
+        """Token ids of `text`; special markers such as <|im_start|> are parsed as tokens."""
+        data = text.encode("utf-8")
+        capacity = len(data) + 8
+        while True:
+            buf = (llama_cpp.llama_token * capacity)()
+            n = llama_cpp.llama_tokenize(self._vocab, data, len(data), buf, capacity,
+                                         add_special, True)
+            if n >= 0:
+                return list(buf[:n])
+            capacity = -n
+
+    def token_bytes(self, token: int, *, special: bool = False) -> bytes:
+        """The token's bytes (control tokens are empty unless `special`)."""
+        if not special and token in self._pieces:
+            return self._pieces[token]
+        buf = ctypes.create_string_buffer(64)
+        n = llama_cpp.llama_token_to_piece(self._vocab, token, buf, 64, 0, special)
+        if n < 0:
+            buf = ctypes.create_string_buffer(-n)
+            n = llama_cpp.llama_token_to_piece(self._vocab, token, buf, -n, 0, special)
+        piece = buf.raw[:n]
+        if not special:
+            self._pieces[token] = piece
+        return piece
+
+    def detokenize(self, tokens: list[int]) -> str:
+        return b"".join(self.token_bytes(t) for t in tokens).decode("utf-8", errors="replace")
+
+    def is_end_of_generation(self, token: int) -> bool:
+        return bool(llama_cpp.llama_vocab_is_eog(self._vocab, token))
+
+    def prompt_tokens(self, prompt: str, *, chat: bool, system: str | None = None) -> list[int]:
+        """The tokens the model sees: the model's chat template around `prompt`, or raw text."""
+        if not chat:
+            return self.tokenize(prompt)
+        bos = llama_cpp.llama_vocab_bos(self._vocab)
+        eos = llama_cpp.llama_vocab_eos(self._vocab)
+        text = render_chat(
+            self.chat_template,
+            chat_messages(prompt, system),
+            bos_token=self.token_bytes(bos, special=True).decode(errors="replace") if bos >= 0
+            else "",
+            eos_token=self.token_bytes(eos, special=True).decode(errors="replace") if eos >= 0
+            else "",
+        )
+        tokens = self.tokenize(text)
+        if len(tokens) > 1 and tokens[0] == tokens[1] == bos:
+            del tokens[0]  # the template wrote BOS and tokenize added another
+        return tokens
+
+    # -- generation ------------------------------------------------------------------------
+
+    def start_run(
+        self,
+        prompt: str,
+        params: SamplingParams,
+        n: int = 1,
+        *,
+        chat: bool = True,
+        system: str | None = None,
+    ) -> Run:
+        """A new run, checked and with its seed resolved, ready for `generate`."""
+        params = params.validate().resolved()
+        tokens = self.prompt_tokens(prompt, chat=chat, system=system)
+        self._check_fits(len(tokens), n, params.max_tokens)
+        return Run.start(self.info, params, prompt, tokens, n, chat=chat, system=system)
+
+    def run(self, prompt: str, params: SamplingParams, n: int = 1, **kwargs) -> Run:
+        """Generate a whole run (no streaming)."""
+        run = self.start_run(prompt, params, n, **kwargs)
+        for event in self.generate(run):
+            run.add(event)
+        return run
+
+    def generate(self, run: Run, cancel: Callable[[], bool] | None = None) -> Iterator[Event]:
+        """Stream the run's samples: TokenRecords as they are drawn, a SampleEnd as each sample
+        stops, and a RunEnd last. `cancel` is polled before every decode: when it returns True,
+        every live sample ends as 'cancelled' before another token is computed."""
+        return self.stream(run.prompt_token_ids, run.params, len(run.samples), cancel)
+
+    def stream(
+        self,
+        prompt: list[int],
+        params: SamplingParams,
+        n: int = 1,
+        cancel: Callable[[], bool] | None = None,
+    ) -> Iterator[Event]:
+        params = params.validate()
+        if params.seed is None:
+            raise InvalidRequestError("resolve the seed first (SamplingParams.resolved)")
+        self._check_fits(len(prompt), n, params.max_tokens)
+        cancelled = cancel or (lambda: False)
+        started = time.perf_counter()
+        ctx = self._context(len(prompt) + n * params.max_tokens)
+        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(ctx), True)
+
+        history = prompt[-params.repeat_last_n :] if params.repeat_last_n else []
+        sequences = [
+            _Sequence(i, Sampler(replace(params, seed=params.seed + i), deque(history)))
+            for i in range(n)
+        ]
+        if not self._decode_prompt(ctx, prompt, cancelled):
+            for seq in sequences:
+                yield seq.end("cancelled")
+            yield RunEnd(RunStats(len(prompt), 0, time.perf_counter() - started))
+            return
+        memory = llama_cpp.llama_get_memory(ctx)
+        for seq in sequences[1:]:
+            llama_cpp.llama_memory_seq_cp(memory, 0, seq.index, -1, -1)
+
+        first = self._logits_row(ctx, -1)
+        rows = [first] * n
+        live = sequences
+        position = len(prompt)
+        new_tokens = 0
+        stops = [s.encode("utf-8") for s in params.stop]
+        while live:
+            still = []
+            for seq, row in zip(live, rows, strict=True):
+                token, sampling_logprob = seq.sampler.sample(row)
+                if self.is_end_of_generation(token):
+                    yield seq.end("stop")
+                    continue
+                seq.sampler.accept(token)
+                stats = raw_stats(row, token, params.top_logprobs)
+                record = TokenRecord(
+                    sample=seq.index,
+                    position=len(seq.starts),
+                    id=token,
+                    bytes=self.token_bytes(token),
+                    text=seq.push(self.token_bytes(token)),
+                    logprob=stats.logprob,
+                    sampling_logprob=sampling_logprob,
+                    rank=stats.rank,
+                    entropy=stats.entropy,
+                    top=tuple(
+                        Alternative(int(i), self._piece_text(int(i)), float(lp))
+                        for i, lp in zip(stats.top_ids, stats.top_logprobs, strict=True)
+                    ),
+                )
+                new_tokens += 1
+                yield record
+                cut = seq.find_stop(stops)
+                if cut is not None:
+                    yield seq.end("stop", cut)
+                elif len(seq.starts) >= params.max_tokens:
+                    yield seq.end("length")
+                else:
+                    still.append(seq)
+            live = still
+            if not live:
+                break
+            if cancelled():
+                for seq in live:
+                    yield seq.end("cancelled")
+                break
+            rows = self._decode_step(ctx, live, position)
+            position += 1
+        yield RunEnd(RunStats(len(prompt), new_tokens, time.perf_counter() - started))
+
+    def teacher_force(
+        self, prompt: list[int], tokens: list[int], top_logprobs: int = 0
+    ) -> list[TokenRecord]:
+        """Score a given continuation token by token: the raw-distribution facts of each token of
+        `tokens` after `prompt`, as if the model had generated them (sampling_logprob is nan)."""
+        if not prompt:
+            raise InvalidRequestError("teacher forcing needs at least one prompt token")
+        self._check_fits(len(prompt), 1, max(len(tokens), 1))
+        ctx = self._context(len(prompt) + len(tokens))
+        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(ctx), True)
+        everything = prompt + tokens
+        records: list[TokenRecord] = []
+        decoder = _Sequence(0, None)
+        for start in range(0, len(everything) - 1, PROMPT_BATCH):
+            chunk = everything[start : start + PROMPT_BATCH]
+            outputs = [start + i >= len(prompt) - 1 for i in range(len(chunk))]
+            self._fill_batch([(t, start + i, 0, out) for i, (t, out) in
+                              enumerate(zip(chunk, outputs, strict=True))])
+            self._decode(ctx)
+            j = 0
+            for i, out in enumerate(outputs):
+                target = start + i + 1
+                if not out or target >= len(everything):
+                    continue
+                row = self._logits_row(ctx, j)
+                j += 1
+                token = everything[target]
+                stats = raw_stats(row, token, top_logprobs)
+                records.append(TokenRecord(
+                    sample=0, position=len(records), id=token, bytes=self.token_bytes(token),
+                    text=decoder.push(self.token_bytes(token)), logprob=stats.logprob,
+                    sampling_logprob=float("nan"), rank=stats.rank, entropy=stats.entropy,
+                    top=tuple(Alternative(int(a), self._piece_text(int(a)), float(lp))
+                              for a, lp in zip(stats.top_ids, stats.top_logprobs, strict=True)),
+                ))
+        return records
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _check_fits(self, prompt_tokens: int, n: int, max_tokens: int) -> None:
+        if not 1 <= n <= MAX_SAMPLES:
+            raise InvalidRequestError(f"N must be between 1 and {MAX_SAMPLES}, not {n}")
+        if prompt_tokens == 0:
+            raise InvalidRequestError("the prompt is empty")
+        if prompt_tokens + max_tokens > self.n_ctx:
+            raise ResourceError(
+                f"the prompt is {prompt_tokens:,} tokens; with {max_tokens:,} new tokens it needs "
+                f"{prompt_tokens + max_tokens:,} but the context holds {self.n_ctx:,}"
+            )
+        total = prompt_tokens + n * max_tokens
+        if total > self._ctx_size:
+            _check_memory(total * self.kv_bytes_per_token,
+                          f"{n} samples of {max_tokens:,} tokens")
+
+    def _context(self, tokens: int) -> llama_cpp.llama_context_p:
+        """A context with room for `tokens` KV cells, reused while it is big enough."""
+        if self._ctx is not None and self._ctx_size >= tokens:
+            return self._ctx
+        self._free_context()
+        size = -(-tokens // 256) * 256
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx = size
+        params.n_batch = params.n_ubatch = min(PROMPT_BATCH, size)
+        params.n_seq_max = MAX_SAMPLES
+        params.kv_unified = True  # sequences share the prompt's cells and the whole context
+        params.n_threads = self.n_threads
+        params.n_threads_batch = self.n_threads_batch
+        params.no_perf = True
+        mark = len(_LOG)
+        ctx = llama_cpp.llama_init_from_model(self._model, params)
+        if not ctx:
+            raise ResourceError(
+                f"llama.cpp could not create a context of {size:,} tokens"
+                f" ({_log_since(mark).strip().splitlines()[-1:] or 'out of memory?'})"
+            )
+        self._ctx, self._ctx_size = ctx, size
+        self._batch = llama_cpp.llama_batch_init(max(PROMPT_BATCH, MAX_SAMPLES), 0, 1)
+        self._finalizer.detach()
+        self._finalizer = weakref.finalize(self, _free, self._model, [ctx, self._batch])
+        return ctx
+
+    def _free_context(self) -> None:
+        if self._ctx is None:
+            return
+        self._finalizer.detach()
+        _free(None, [self._ctx, self._batch])
+        self._ctx, self._batch, self._ctx_size = None, None, 0
+        self._finalizer = weakref.finalize(self, _free, self._model, [None, None])
+
+    def _decode_prompt(
+        self, ctx: llama_cpp.llama_context_p, prompt: list[int], cancelled: Callable[[], bool]
+    ) -> bool:
+        for start in range(0, len(prompt), PROMPT_BATCH):
+            if cancelled():
+                return False
+            chunk = prompt[start : start + PROMPT_BATCH]
+            last = start + len(chunk) == len(prompt)
+            self._fill_batch([(t, start + i, 0, last and i == len(chunk) - 1)
+                              for i, t in enumerate(chunk)])
+            self._decode(ctx)
+        return True
+
+    def _decode_step(
+        self, ctx: llama_cpp.llama_context_p, live: list[_Sequence], position: int
+    ) -> list[np.ndarray]:
+        self._fill_batch([(seq.sampler.history[-1], position, seq.index, True) for seq in live])
+        self._decode(ctx)
+        return [self._logits_row(ctx, j) for j in range(len(live))]
+
+    def _fill_batch(self, entries: list[tuple[int, int, int, bool]]) -> None:
+        """(token, position, sequence, wants logits) for each token of the next decode."""
+        batch = self._batch
+        for i, (token, pos, seq, logits) in enumerate(entries):
+            batch.token[i] = token
+            batch.pos[i] = pos
+            batch.n_seq_id[i] = 1
+            batch.seq_id[i][0] = seq
+            batch.logits[i] = logits
+        batch.n_tokens = len(entries)
+
+    def _decode(self, ctx: llama_cpp.llama_context_p) -> None:
+        code = llama_cpp.llama_decode(ctx, self._batch)
+        if code == 1:
+            raise ResourceError("the context is full: no room left in the KV cache")
+        if code != 0:
+            raise PlaygroundError(f"llama.cpp failed to decode (error {code})")
+
+    def _logits_row(self, ctx: llama_cpp.llama_context_p, index: int) -> np.ndarray:
+        """A view of one output's logits; valid until the next decode."""
+        pointer = llama_cpp.llama_get_logits_ith(ctx, index)
+        return np.ctypeslib.as_array(pointer, shape=(self.n_vocab,))
+
+    def _piece_text(self, token: int) -> str:
+        return self.token_bytes(token).decode("utf-8", errors="replace")
+
+
+class _Sequence:
+    """One sample's decoding state: its sampler and the bytes and characters produced so far."""
+
+    def __init__(self, index: int, sampler: Sampler | None) -> None:
+        self.index = index
+        self.sampler = sampler
+        self.produced = bytearray()
+        self.starts: list[int] = []
+        """Byte offset where each kept token begins."""
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def push(self, piece: bytes) -> str:
+        """Append a token's bytes; return the characters it completes."""
+        self.starts.append(len(self.produced))
+        self.produced += piece
+        return self._decoder.decode(piece)
+
+    def find_stop(self, stops: list[bytes]) -> int | None:
+        """Byte offset of the earliest stop string that the last token completed."""
+        last = self.starts[-1]
+        found = [
+            i for stop in stops
+            if (i := self.produced.find(stop, max(0, last - len(stop) + 1))) >= 0
+        ]
+        return min(found) if found else None
+
+    def end(self, reason: str, cut: int | None = None) -> SampleEnd:
+        if cut is None:
+            return SampleEnd(self.index, reason, self._text(len(self.produced)), len(self.starts))
+        kept = sum(1 for start in self.starts if start < cut)
+        return SampleEnd(self.index, reason, self._text(cut), kept)
+
+    def _text(self, end: int) -> str:
+        return bytes(self.produced[:end]).decode("utf-8", errors="replace")
+
+
+def _free(model: llama_cpp.llama_model_p | None, handles: list) -> None:
+    ctx, batch = handles
+    if batch is not None:
+        llama_cpp.llama_batch_free(batch)
+    if ctx is not None:
+        llama_cpp.llama_free(ctx)
+    if model is not None:
+        llama_cpp.llama_model_free(model)

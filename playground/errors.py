@@ -1,0 +1,23 @@
+"""Errors a user can cause. Each carries a one-line message meant to be shown as it is."""
+
+from __future__ import annotations
+
+
+class PlaygroundError(Exception):
+    """Base of every error caused by input: the CLI and the GUI show `str(error)` and go on."""
+
+
+class ModelFileError(PlaygroundError):
+    """The model file is missing, is not a GGUF, is damaged, or is of the wrong kind."""
+
+
+class UnsupportedModelError(ModelFileError):
+    """A valid GGUF that this llama.cpp build cannot run (e.g. an unknown architecture)."""
+
+
+class ResourceError(PlaygroundError):
+    """The request does not fit: a context larger than memory, N too large, a prompt too long."""
+
+
+class InvalidRequestError(PlaygroundError):
+    """A parameter is out of range."""

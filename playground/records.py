@@ -1,0 +1,190 @@
+"""The plain records a generation produces: tokens, samples and whole runs.
+
+The engine streams `TokenRecord`, `SampleEnd` and `RunEnd` events; `Run.add` is the one place
+where a stream becomes a run, for the CLI, the GUI and the store alike.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from playground.gguf_file import ModelInfo
+from playground.sampling import SamplingParams
+
+
+@dataclass(frozen=True)
+class Alternative:
+    """A token the model weighed at one position."""
+
+    id: int
+    text: str
+    logprob: float
+    """Under the raw model distribution."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "text": self.text, "logprob": self.logprob}
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    """One generated token and what the model thought of it."""
+
+    sample: int
+    """Which of the N samples it belongs to."""
+    position: int
+    """Its index among the sample's new tokens."""
+    id: int
+    bytes: bytes
+    """The token's own bytes; may be part of a UTF-8 character."""
+    text: str
+    """The characters this token completes: joined, the texts give the sample's text exactly."""
+    logprob: float
+    """Log probability under the raw model distribution (temperature 1, nothing filtered)."""
+    sampling_logprob: float
+    """Log probability under the distribution it was actually drawn from."""
+    rank: int
+    """1 when it was the model's most likely token."""
+    entropy: float
+    """Entropy of the raw distribution at this position, in nats."""
+    top: tuple[Alternative, ...]
+    """The most likely tokens at this position, most likely first."""
+
+    @property
+    def prob(self) -> float:
+        return math.exp(self.logprob)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "text": self.text,
+            "bytes_hex": self.bytes.hex(),
+            "logprob": self.logprob,
+            "sampling_logprob": self.sampling_logprob,
+            "rank": self.rank,
+            "entropy": self.entropy,
+            "top": [alt.to_json() for alt in self.top],
+        }
+
+
+@dataclass(frozen=True)
+class SampleEnd:
+    """A sample stopped: `finish_reason` is 'stop', 'length' or 'cancelled'."""
+
+    sample: int
+    finish_reason: str
+    text: str
+    """The final text, without any stop string."""
+    n_tokens: int
+    """How many of the streamed tokens the sample keeps (a stop string's tokens are dropped)."""
+
+
+@dataclass(frozen=True)
+class RunStats:
+    prompt_tokens: int
+    new_tokens: int
+    seconds: float
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.new_tokens / self.seconds if self.seconds > 0 else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "new_tokens": self.new_tokens,
+            "seconds": self.seconds,
+            "tokens_per_second": self.tokens_per_second,
+        }
+
+
+@dataclass(frozen=True)
+class RunEnd:
+    stats: RunStats
+
+
+Event = TokenRecord | SampleEnd | RunEnd
+
+
+@dataclass
+class Sample:
+    index: int
+    seed: int
+    tokens: list[TokenRecord] = field(default_factory=list)
+    text: str = ""
+    finish_reason: str | None = None
+    """None while it is still being generated."""
+
+    @property
+    def logprobs(self) -> list[float]:
+        return [t.logprob for t in self.tokens]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "seed": self.seed,
+            "text": self.text,
+            "tokens": [t.to_json() for t in self.tokens],
+            "finish_reason": self.finish_reason,
+        }
+
+
+@dataclass
+class Run:
+    """One prompt, its parameters, and the N samples generated from it."""
+
+    model: ModelInfo
+    params: SamplingParams
+    """With the base seed resolved: sample i used seed + i."""
+    prompt: str
+    prompt_token_ids: list[int]
+    chat: bool
+    system: str | None
+    samples: list[Sample]
+    stats: RunStats | None = None
+
+    @classmethod
+    def start(
+        cls,
+        model: ModelInfo,
+        params: SamplingParams,
+        prompt: str,
+        prompt_token_ids: list[int],
+        n: int,
+        *,
+        chat: bool,
+        system: str | None = None,
+    ) -> Run:
+        assert params.seed is not None, "resolve the seed first"
+        samples = [Sample(i, params.seed + i) for i in range(n)]
+        return cls(model, params, prompt, prompt_token_ids, chat, system, samples)
+
+    def add(self, event: Event) -> None:
+        if isinstance(event, TokenRecord):
+            sample = self.samples[event.sample]
+            sample.tokens.append(event)
+            sample.text += event.text
+        elif isinstance(event, SampleEnd):
+            sample = self.samples[event.sample]
+            del sample.tokens[event.n_tokens :]
+            sample.text = event.text
+            sample.finish_reason = event.finish_reason
+        else:
+            self.stats = event.stats
+
+    @property
+    def finished(self) -> bool:
+        return self.stats is not None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": self.model.to_json(),
+            "params": self.params.to_json(),
+            "prompt": self.prompt,
+            "chat": self.chat,
+            "system": self.system,
+            "prompt_token_ids": self.prompt_token_ids,
+            "samples": [s.to_json() for s in self.samples],
+            "stats": self.stats.to_json() if self.stats else None,
+        }

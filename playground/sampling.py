@@ -1,0 +1,261 @@
+"""Sampling parameters and the numpy sampler that turns one row of logits into a token.
+
+Two distributions matter for every token, and they are different things:
+- the raw model distribution: log-softmax of the logits at temperature 1, nothing filtered.
+  Its numbers (`logprob`, rank, entropy, alternatives) are what llama-cpp-python reports.
+- the sampling distribution: what the token was actually drawn from, after the repetition
+  penalty, temperature, top-k, top-p and min-p. `sampling_logprob` is the chosen token's log
+  probability under it.
+
+The filters are applied in the order most APIs document (Hugging Face, OpenAI): penalty, then
+temperature, then top-k, top-p and min-p on the tempered distribution. Sampling happens here in
+numpy rather than in llama.cpp's sampler chain because the kept candidates and their renormalised
+probabilities are needed anyway to report `sampling_logprob`.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from collections import deque
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from playground.errors import InvalidRequestError
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to pick each next token. Defaults are llama.cpp's."""
+
+    temperature: float = 0.8
+    """0 means greedy: always the most likely token."""
+    top_k: int = 40
+    """Keep only the k most likely tokens; 0 keeps all."""
+    top_p: float = 0.95
+    """Keep the smallest set of tokens whose probabilities add up to p; 1 keeps all."""
+    min_p: float = 0.05
+    """Drop tokens less likely than min_p times the most likely one; 0 keeps all."""
+    repeat_penalty: float = 1.0
+    """Divide the logits of recently seen tokens by this (multiply when negative); 1 is off."""
+    repeat_last_n: int = 64
+    """How many recent tokens (prompt included) the repetition penalty looks at."""
+    seed: int | None = None
+    """Seed of the random generator; None draws a fresh one (see `resolved`)."""
+    max_tokens: int = 128
+    """Stop after this many new tokens."""
+    stop: tuple[str, ...] = ()
+    """Stop when the text contains any of these; the stop string itself is not kept."""
+    top_logprobs: int = 10
+    """How many alternatives to record for every token."""
+
+    def validate(self) -> SamplingParams:
+        checks = [
+            (self.temperature >= 0, "temperature must be 0 or more"),
+            (self.top_k >= 0, "top-k must be 0 (off) or more"),
+            (0 < self.top_p <= 1, "top-p must be in (0, 1]"),
+            (0 <= self.min_p <= 1, "min-p must be in [0, 1]"),
+            (self.repeat_penalty > 0, "repetition penalty must be positive"),
+            (self.repeat_last_n >= 0, "repeat-last-n must be 0 or more"),
+            (self.max_tokens >= 1, "max tokens must be at least 1"),
+            (0 <= self.top_logprobs <= 100, "top-logprobs must be between 0 and 100"),
+            (all(self.stop), "stop strings must not be empty"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise InvalidRequestError(message)
+        return self
+
+    def resolved(self) -> SamplingParams:
+        """The same parameters with a concrete seed, so that the run can be repeated exactly."""
+        if self.seed is not None:
+            return self
+        return replace(self, seed=secrets.randbits(31))
+
+    def to_json(self) -> dict:
+        return {**self.__dict__, "stop": list(self.stop)}
+
+
+PRESETS: dict[str, SamplingParams] = {
+    "Greedy": SamplingParams(temperature=0.0, top_k=0, top_p=1.0, min_p=0.0),
+    "Balanced": SamplingParams(),
+    "Creative": SamplingParams(temperature=1.2, top_k=0, top_p=0.98, min_p=0.02),
+}
+
+
+@dataclass(frozen=True)
+class RawStats:
+    """The chosen token under the raw model distribution (temperature 1, nothing filtered)."""
+
+    logprob: float
+    rank: int
+    """1 for the most likely token."""
+    entropy: float
+    """In nats."""
+    top_ids: np.ndarray
+    top_logprobs: np.ndarray
+
+
+def raw_stats(logits: np.ndarray, chosen: int, k: int) -> RawStats:
+    """Log-softmax facts about `chosen`, computed without materialising the whole distribution."""
+    peak = float(logits.max())
+    weights = np.exp(logits - peak)
+    total = float(weights.sum(dtype=np.float64))
+    log_norm = peak + math.log(total)
+    entropy = log_norm - float(np.dot(weights, logits)) / total
+    top = top_indices(logits, k, peak)
+    return RawStats(
+        logprob=float(logits[chosen]) - log_norm,
+        rank=int(np.count_nonzero(logits > logits[chosen])) + 1,
+        entropy=max(entropy, 0.0),
+        top_ids=top,
+        top_logprobs=logits[top].astype(np.float64) - log_norm,
+    )
+
+
+def top_indices(scores: np.ndarray, k: int, peak: float | None = None) -> np.ndarray:
+    """Indices of the k highest scores, highest first.
+
+    A full-vocabulary argpartition costs ~400 us per token; a threshold below the peak that is
+    widened until it admits k scores finds the same set in tens of microseconds.
+    """
+    if k <= 0:
+        return np.empty(0, dtype=np.intp)
+    if k >= scores.shape[0]:
+        return np.argsort(-scores, kind="stable")
+    peak = float(scores.max()) if peak is None else peak
+    margin = 2.0
+    while True:
+        pool = np.flatnonzero(scores >= peak - margin)
+        if pool.shape[0] >= k or not np.isfinite(margin):
+            break
+        margin *= 4
+    if pool.shape[0] > k:
+        pool = pool[np.argpartition(scores[pool], -k)[-k:]]
+    return pool[np.argsort(-scores[pool], kind="stable")]
+
+
+@dataclass
+class Sampler:
+    """The sampling state of one sequence: its random generator and its recent tokens."""
+
+    params: SamplingParams
+    history: deque[int] = field(default_factory=deque)
+
+    def __post_init__(self) -> None:
+        if self.params.seed is None:
+            raise ValueError("resolve the seed before sampling (SamplingParams.resolved)")
+        self.rng = np.random.default_rng(self.params.seed)
+        self.history = deque(self.history, maxlen=self.params.repeat_last_n or 1)
+
+    def accept(self, token: int) -> None:
+        self.history.append(token)
+
+    def candidates(self, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The sampling distribution: kept token ids, most likely first, and their logprobs."""
+        ids, weights = self._kept(logits)
+        if ids is None:
+            ids = np.arange(weights.shape[0])
+        order = np.argsort(-weights, kind="stable")
+        return ids[order], np.log(weights[order] / weights.sum(dtype=np.float64))
+
+    def sample(self, logits: np.ndarray) -> tuple[int, float]:
+        """Draw the next token; returns it with its log probability under the sampling distribution."""
+        ids, weights = self._kept(logits)
+        if weights.shape[0] == 1:
+            return int(ids[0]), 0.0
+        index = _draw(weights, self.rng.random())
+        total = float(weights.sum(dtype=np.float64))
+        token = index if ids is None else int(ids[index])
+        return token, math.log(float(weights[index]) / total)
+
+    def _kept(self, logits: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+        """Kept ids (None: the whole vocabulary, in id order) and their unnormalised weights."""
+        p = self.params
+        scores = logits
+        if p.repeat_penalty != 1.0 and p.repeat_last_n and self.history:
+            seen = np.fromiter(set(self.history), dtype=np.intp)
+            scores = logits.copy()
+            values = scores[seen]
+            scores[seen] = np.where(values > 0, values / p.repeat_penalty, values * p.repeat_penalty)
+        if p.temperature == 0:
+            return np.array([int(np.argmax(scores))]), np.ones(1)
+        tempered = scores / np.float32(p.temperature)
+        peak = float(tempered.max())
+        ids: np.ndarray | None
+        if 0 < p.top_k < tempered.shape[0]:
+            ids = top_indices(tempered, p.top_k, peak)
+            weights = np.exp(tempered[ids] - peak)
+            if p.top_p < 1.0:
+                cumulative = np.cumsum(weights, dtype=np.float64)
+                keep = int(np.searchsorted(cumulative, p.top_p * cumulative[-1])) + 1
+                ids, weights = ids[:keep], weights[:keep]
+        else:
+            weights = np.exp(tempered - peak)
+            ids = None if p.top_p >= 1.0 else _nucleus(tempered, weights, peak, p.top_p)
+            if ids is not None:
+                weights = weights[ids]
+        if p.min_p > 0:
+            # Weights are relative to the most likely token, so min-p is a plain threshold.
+            mask = weights >= p.min_p
+            ids = np.flatnonzero(mask) if ids is None else ids[mask]
+            weights = weights[mask]
+        return ids, weights
+
+
+def _nucleus(tempered: np.ndarray, weights: np.ndarray, peak: float, top_p: float) -> np.ndarray:
+    """The top-p set, unsorted: the fewest most likely tokens holding top_p of the mass.
+
+    Sorting the whole vocabulary costs milliseconds, so a margin below the peak is bracketed
+    (everything within `inside` is kept, the set ends before `outside`) and only the tokens
+    between the two are sorted.
+    """
+    target = top_p * float(weights.sum(dtype=np.float64))
+
+    def mass(margin: float) -> float:
+        return float(weights[tempered >= peak - margin].sum(dtype=np.float64))
+
+    if mass(0.0) >= target:
+        return np.array([int(np.argmax(tempered))])
+    inside, outside = 0.0, 1.0
+    while mass(outside) < target:
+        inside, outside = outside, outside * 2
+        if outside > 1e4:
+            outside = math.inf
+            break
+    for _ in range(6):
+        if outside - inside < 0.05 or not math.isfinite(outside):
+            break
+        middle = (inside + outside) / 2
+        if mass(middle) >= target:
+            outside = middle
+        else:
+            inside = middle
+    kept = np.flatnonzero(tempered >= peak - inside)
+    edge = np.flatnonzero((tempered < peak - inside) & (tempered >= peak - outside))
+    edge = edge[np.argsort(-tempered[edge], kind="stable")]
+    cumulative = float(weights[kept].sum(dtype=np.float64)) + np.cumsum(weights[edge], dtype=np.float64)
+    keep = int(np.searchsorted(cumulative, target)) + 1
+    return np.concatenate([kept, edge[:keep]])
+
+
+def _draw(weights: np.ndarray, u: float) -> int:
+    """Index i with probability weights[i] / sum(weights), by inverting the CDF at u.
+
+    A cumulative sum over a 150k vocabulary costs ~0.5 ms, so the search goes through block sums
+    first and then runs inside one block.
+    """
+    block = 1024
+    if weights.shape[0] <= block:
+        cumulative = np.cumsum(weights, dtype=np.float64)
+        return min(int(np.searchsorted(cumulative, u * cumulative[-1], side="right")),
+                   weights.shape[0] - 1)
+    sums = np.add.reduceat(weights, np.arange(0, weights.shape[0], block), dtype=np.float64)
+    cumulative = np.cumsum(sums)
+    target = u * cumulative[-1]
+    b = min(int(np.searchsorted(cumulative, target, side="right")), sums.shape[0] - 1)
+    before = cumulative[b - 1] if b else 0.0
+    inner = np.cumsum(weights[b * block : (b + 1) * block], dtype=np.float64)
+    i = min(int(np.searchsorted(inner, target - before, side="right")), inner.shape[0] - 1)
+    return b * block + i
