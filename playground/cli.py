@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import signal
 import sys
@@ -181,10 +180,6 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def _finite(value: float) -> float | None:
-    return value if math.isfinite(value) else None
-
-
 def cmd_generate(args: argparse.Namespace) -> int:
     def echo(text: str) -> None:
         sys.stdout.write(text)
@@ -210,34 +205,29 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from playground import scoring
-
     run = _run(args, args.n)
-    texts = [s.text for s in run.samples]
-    logprobs = [s.logprobs for s in run.samples]
-    vote = scoring.majority_vote(texts) if args.rank == "vote" else None
-    ranking = (scoring.rank_by_vote(vote) if vote
-               else scoring.rank_by_logprob(logprobs, args.rank))
-    if not args.json:
-        for place, index in enumerate(ranking.order, 1):
-            s = run.samples[index]
-            print(f"#{place}  sample {index}  seed {s.seed}  "
-                  f"mean logprob {scoring.mean_logprob(s.logprobs):.3f}  ({s.finish_reason})")
-            print("    " + s.text.strip().replace("\n", "\n    ") + "\n")
-        if vote:
-            print(f"vote: {vote.answer!r} with {vote.share:.0%} "
-                  f"(samples {list(vote.voters)}; unparsed {list(vote.unparsed)})")
+    ranking = run.rank(args.rank)
+    if args.json:
+        document = run.to_json()
+        _print_json({
+            "model": document["model"],
+            "params": document["params"],
+            "prompt": run.prompt,
+            "samples": document["samples"],
+            "ranking": ranking.to_json(),
+            **({"vote": run.vote.to_json()} if run.vote else {}),
+            "stats": document["stats"],
+        })
         return 0
-    document = run.to_json()
-    for sample, lps in zip(document["samples"], logprobs, strict=True):
-        sample["scores"] = {name: _finite(fn(lps)) for name, fn in scoring.LOGPROB_SCORES.items()}
-        sample["scores"] = {k.replace("-", "_"): v for k, v in sample["scores"].items()}
-    document["ranking"] = ranking.to_json()
-    if vote:
-        document["vote"] = vote.to_json()
-    for key in ("chat", "system", "prompt_token_ids"):
-        document.pop(key)
-    _print_json(document)
+    for place, index in enumerate(ranking.order, 1):
+        s = run.samples[index]
+        mean = s.all_scores()["mean_logprob"]
+        print(f"#{place}  sample {index}  seed {s.seed}  mean logprob {mean:.3f}  "
+              f"({s.finish_reason})")
+        print("    " + s.text.strip().replace("\n", "\n    ") + "\n")
+    if run.vote:
+        print(f"vote: {run.vote.answer!r} with {run.vote.share:.0%} of the samples "
+              f"(voters {list(run.vote.voters)}, unparsed {list(run.vote.unparsed)})")
     return 0
 
 
@@ -264,7 +254,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         ("license", info.license or "unknown"),
         ("Chinchilla tokens", f"{_si(info.chinchilla_tokens)} (~20 x parameters)"),
         ("training compute", f"{info.training_flops:.2e} FLOPs (~6 x parameters x tokens)"),
-        ("backend", f"{backend.accelerator} (GPU offload {'yes' if backend.gpu_offload else 'no'})"),
+        ("backend", f"{backend.accelerator} (GPU offload: {backend.gpu_offload})"),
     ]
     width = max(len(k) for k, _ in rows)
     for key, value in rows:

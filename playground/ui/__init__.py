@@ -1,0 +1,1 @@
+"""Qt widgets: one per file, calling into the Qt-free core."""

@@ -1,0 +1,54 @@
+"""Shared fixtures: an isolated data dir for every test, tiny models, and the embedded model."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Before any Qt import: tests never need a display.
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import tiny_models
+
+from playground import paths
+
+
+@pytest.fixture(autouse=True)
+def isolated_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point config and data at a temporary folder so no test touches the user's files."""
+    data = tmp_path / "data"
+    monkeypatch.setenv(paths.DATA_DIR_ENV, str(data))
+    return data
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_models.write_tiny_llama(tmp_path_factory.mktemp("models") / "tiny.gguf")
+
+
+@pytest.fixture(scope="session")
+def tiny_engine(tiny_model_path: Path):
+    from playground.engine import load
+
+    engine = load(tiny_model_path, n_ctx=512)
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="session")
+def embedded_model_path() -> Path:
+    path = paths.embedded_model_path()
+    if path is None:
+        pytest.fail("the embedded model is not installed: run `python3 dev.py setup`")
+    return path
+
+
+@pytest.fixture(scope="session")
+def embedded_engine(embedded_model_path: Path):
+    from playground.engine import load
+
+    engine = load(embedded_model_path, n_ctx=2048)
+    yield engine
+    engine.close()
