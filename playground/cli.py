@@ -17,7 +17,10 @@ from typing import Any, NoReturn
 
 from playground import __version__
 from playground.errors import PlaygroundError
+from playground.export import FORMATS
+from playground.records import TokenRecord
 from playground.sampling import SamplingParams
+from playground.units import human_count
 
 
 class _Parser(argparse.ArgumentParser):
@@ -62,6 +65,8 @@ def _generation_options() -> argparse.ArgumentParser:
     g.add_argument("--top-logprobs", type=int, default=defaults.top_logprobs, metavar="K",
                    help=f"alternatives recorded per token (default {defaults.top_logprobs})")
     p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.add_argument("--no-save", action="store_true", help="do not record the run in the history")
+    p.add_argument("--db", type=Path, help="history database (default: in the data dir)")
     return p
 
 
@@ -86,6 +91,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_info)
 
+    p = sub.add_parser("runs", help="list the runs in the history")
+    p.add_argument("--search", default="", help="only runs whose prompt, model or tags match")
+    p.add_argument("--starred", action="store_true", help="only starred runs")
+    p.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    p.add_argument("--db", type=Path, help="history database (default: in the data dir)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_runs)
+
+    p = sub.add_parser("export", help="export runs for annotation or analysis")
+    p.add_argument("run_ids", nargs="+", type=int, metavar="RUN_ID")
+    p.add_argument("--format", "-f", required=True, choices=list(FORMATS))
+    p.add_argument("-o", "--output", type=Path, required=True, help="file to write")
+    p.add_argument("--tokens", action="store_true", help="include token-level logprobs (jsonl)")
+    p.add_argument("--ranking", default="mean-logprob",
+                   help="ranking that pairs and orders follow (default mean-logprob)")
+    p.add_argument("--pairs", default="best-vs-worst", choices=["best-vs-worst", "all-pairs"],
+                   help="pairwise export: best against worst, or all pairs up to --max-pairs")
+    p.add_argument("--max-pairs", type=int, default=20)
+    p.add_argument("--db", type=Path, help="history database (default: in the data dir)")
+    p.set_defaults(handler=cmd_export)
+
+    p = sub.add_parser("import", help="import a JSONL export into the history")
+    p.add_argument("file", type=Path)
+    p.add_argument("--db", type=Path, help="history database (default: in the data dir)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_import)
+
+    p = sub.add_parser("screenshot", help="save PNGs of the app after short real runs")
+    p.add_argument("out_dir", type=Path, help="folder for the PNG files")
+    p.set_defaults(handler=cmd_screenshot)
+
     p = sub.add_parser("models", help="list the models found on this machine")
     p.add_argument("paths", nargs="*", type=Path, help="more files or folders to look in")
     p.add_argument("--json", action="store_true")
@@ -97,8 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        parser.print_help()
-        return 0
+        from playground.ui.app import main as gui
+
+        return gui()
     try:
         return args.handler(args) or 0
     except PlaygroundError as error:
@@ -157,17 +194,39 @@ def _interruptible(events: Iterator, cancel_flag: list[bool]) -> Iterator:
         signal.signal(signal.SIGINT, previous)
 
 
+def _store(args: argparse.Namespace):
+    from playground.store import open_store
+
+    store, notice = open_store(args.db)
+    if notice:
+        print(f"playground: {notice}", file=sys.stderr)
+    return store
+
+
 def _run(args: argparse.Namespace, n: int, on_text: Callable[[str], None] | None = None):
+    """Generate, recording the run in the history as it goes (unless --no-save).
+    Returns the run and its id in the history (None when not saved)."""
     params, prompt = _params(args), _prompt(args)
     engine = _engine(args)
     run = engine.start_run(prompt, params, n, chat=not args.raw, system=args.system)
+    writer = None if args.no_save else _store(args).begin(run)
     flag = [False]
     for event in _interruptible(engine.generate(run, cancel=lambda: flag[0]), flag):
         run.add(event)
-        text = getattr(event, "text", None)
-        if on_text and text and hasattr(event, "logprob"):
-            on_text(text)
-    return run
+        if writer:
+            writer.add(event)
+        if on_text and isinstance(event, TokenRecord):
+            on_text(event.text)
+    return run, writer.run_id if writer else None
+
+
+def _saved(args: argparse.Namespace, run, run_id: int | None) -> None:
+    """Record what was computed after generation (rankings, vote) and say where the run is."""
+    if run_id is None:
+        return
+    _store(args).save_scores(run_id, run)
+    if not args.json:
+        print(f"(saved as run {run_id})", file=sys.stderr)
 
 
 def _print_json(document: dict[str, Any]) -> None:
@@ -185,10 +244,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
         sys.stdout.write(text)
         sys.stdout.flush()
 
-    run = _run(args, 1, None if args.json else echo)
+    run, run_id = _run(args, 1, None if args.json else echo)
     sample = run.samples[0]
     if not args.json:
         sys.stdout.write("\n")
+    _saved(args, run, run_id)
+    if not args.json:
         return 0
     document = run.to_json()
     _print_json({
@@ -200,13 +261,15 @@ def cmd_generate(args: argparse.Namespace) -> int:
         "tokens": document["samples"][0]["tokens"],
         "finish_reason": sample.finish_reason,
         "stats": document["stats"],
+        "run_id": run_id,
     })
     return 0
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    run = _run(args, args.n)
+    run, run_id = _run(args, args.n)
     ranking = run.rank(args.rank)
+    _saved(args, run, run_id)
     if args.json:
         document = run.to_json()
         _print_json({
@@ -217,6 +280,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
             "ranking": ranking.to_json(),
             **({"vote": run.vote.to_json()} if run.vote else {}),
             "stats": document["stats"],
+            "run_id": run_id,
         })
         return 0
     for place, index in enumerate(ranking.order, 1):
@@ -244,7 +308,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         ("name", info.name),
         ("file", info.path),
         ("architecture", info.architecture),
-        ("parameters", f"{info.parameters:,} ({_si(info.parameters)})"),
+        ("parameters", f"{info.parameters:,} ({human_count(info.parameters)})"),
         ("quantization", info.quantization),
         ("file size", f"{info.file_size / 2**20:,.1f} MiB"),
         ("context length", f"{info.context_length:,}"),
@@ -252,13 +316,63 @@ def cmd_info(args: argparse.Namespace) -> int:
         ("layers", str(info.layers)),
         ("chat template", "yes" if info.has_chat_template else "no"),
         ("license", info.license or "unknown"),
-        ("Chinchilla tokens", f"{_si(info.chinchilla_tokens)} (~20 x parameters)"),
+        ("Chinchilla tokens", f"{human_count(info.chinchilla_tokens)} (~20 x parameters)"),
         ("training compute", f"{info.training_flops:.2e} FLOPs (~6 x parameters x tokens)"),
         ("backend", f"{backend.accelerator} (GPU offload: {backend.gpu_offload})"),
     ]
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         print(f"{key:<{width}}  {value}")
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    runs = _store(args).list_runs(args.search, starred_only=args.starred, limit=args.limit)
+    if args.json:
+        _print_json({"runs": [{
+            "id": r.id, "created_at": r.created_at.isoformat(), "status": r.status,
+            "model": r.model_name, "model_path": r.model_path, "model_sha256": r.model_sha256,
+            "prompt": r.prompt, "chat": r.chat, "system": r.system, "samples": r.n_samples,
+            "samples_done": r.samples_done, "starred": r.starred, "tags": list(r.tags),
+        } for r in runs]})
+        return 0
+    for r in runs:
+        star = "★" if r.starred else " "
+        prompt = r.prompt.strip().replace("\n", " ")
+        print(f"{r.id:>5} {star} {r.created_at:%Y-%m-%d %H:%M}  {r.status:<11} "
+              f"N={r.n_samples:<2} {r.model_name[:24]:<24}  {prompt[:60]}")
+    if not runs:
+        print("no runs yet")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from playground.export import export_stored
+
+    count = export_stored(_store(args), args.run_ids, args.format, args.output,
+                          include_tokens=args.tokens, ranking=args.ranking,
+                          pair_mode=args.pairs, max_pairs=args.max_pairs)
+    print(f"wrote {count} records to {args.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from playground.export import import_jsonl
+
+    ids = import_jsonl(args.file, _store(args))
+    if args.json:
+        _print_json({"run_ids": ids})
+    else:
+        print(f"imported {len(ids)} runs: {', '.join(map(str, ids))}")
+    return 0
+
+
+def cmd_screenshot(args: argparse.Namespace) -> int:
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from playground.ui.screenshots import save_screenshots
+
+    for path in save_screenshots(args.out_dir):
+        print(path)
     return 0
 
 
@@ -270,19 +384,12 @@ def cmd_models(args: argparse.Namespace) -> int:
         _print_json({"models": [m.to_json() for m in found]})
         return 0
     for m in found:
-        desc = (f"{m.info.name}  {m.info.architecture}  {_si(m.info.parameters)}  "
+        desc = (f"{m.info.name}  {m.info.architecture}  {human_count(m.info.parameters)}  "
                 f"{m.info.quantization}" if m.info else f"unusable: {m.problem}")
         print(f"[{m.source}] {m.path}\n    {desc}")
     if not found:
         print("no models found; put .gguf files in the models folder or pass a path")
     return 0
-
-
-def _si(n: float) -> str:
-    for unit, size in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
-        if n >= size:
-            return f"{n / size:.3g}{unit}"
-    return str(n)
 
 
 if __name__ == "__main__":

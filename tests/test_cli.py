@@ -23,7 +23,7 @@ def test_generate_json_uses_the_embedded_model(embedded_model_path: Path):
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
     assert set(doc) == {"model", "params", "prompt", "prompt_token_ids", "text", "tokens",
-                        "finish_reason", "stats"}
+                        "finish_reason", "stats", "run_id"}
     assert Path(doc["model"]["path"]) == embedded_model_path.resolve()
     assert doc["params"]["seed"] == 1 and doc["params"]["max_tokens"] == 8
     assert doc["finish_reason"] in {"stop", "length"}
@@ -104,3 +104,28 @@ def test_bad_input_is_one_line_without_traceback(tmp_path: Path, tiny_model_path
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr
     assert expected in lines[0]
+
+
+def test_runs_are_saved_listed_exported_and_imported(tiny_model_path: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture):
+    base = ["-m", str(tiny_model_path), "-p", "hello", "--max-tokens", "5", "--json"]
+    assert main(["generate", *base, "--seed", "1"]) == 0
+    first = json.loads(capsys.readouterr().out)["run_id"]
+    assert main(["sample", *base, "-n", "3", "--seed", "2"]) == 0
+    second = json.loads(capsys.readouterr().out)["run_id"]
+    assert main(["generate", *base, "--seed", "3", "--no-save"]) == 0
+    assert json.loads(capsys.readouterr().out)["run_id"] is None
+
+    assert main(["runs", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)["runs"]
+    assert [r["id"] for r in listed] == [second, first]  # newest first, unsaved run absent
+    assert [r["samples"] for r in listed] == [3, 1]
+
+    out = tmp_path / "runs.jsonl"
+    assert main(["export", str(first), str(second), "-f", "jsonl", "-o", str(out)]) == 0
+    assert len(out.read_text().splitlines()) == 4  # one line per sample
+    assert main(["import", str(out), "--json"]) == 0
+    imported = json.loads(capsys.readouterr().out)["run_ids"]
+    assert len(imported) == 2
+    assert main(["runs", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["runs"]) == 4
