@@ -474,6 +474,11 @@ class Engine:
         for seq in sequences[1:]:
             llama_cpp.llama_memory_seq_cp(memory, 0, seq.index, -1, -1)
 
+        # Only the prompt is compute-bound enough for every core; a decode step of N tokens is
+        # memory-bound, and spin-waiting threads on a busy machine (the GUI needs a core) made
+        # steps 20x slower with 2 threads on 2 cores. llama.cpp picks n_threads_batch for any
+        # batch of more than one token, so the steps get n_threads for both.
+        llama_cpp.llama_set_n_threads(ctx, self.n_threads, self.n_threads)
         first = self._logits_row(ctx, -1)
         rows = [first] * n
         live = sequences
@@ -519,6 +524,7 @@ class Engine:
         ctx = self._context(len(prompt) + len(tokens))
         llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(ctx), True)
         self._cached_prompt = []
+        llama_cpp.llama_set_n_threads(ctx, self.n_threads, self.n_threads_batch)
         everything = prompt + tokens
         first = len(prompt) - 1  # the position whose logits predict tokens[0]
         seq = _Sequence(0, None)
@@ -623,6 +629,7 @@ class Engine:
         cancelled: Callable[[], bool],
     ) -> bool:
         """Decode prompt[start:] on sequence 0, with logits for the last token only."""
+        llama_cpp.llama_set_n_threads(ctx, self.n_threads, self.n_threads_batch)
         for first in range(start, len(prompt), PROMPT_BATCH):
             if cancelled():
                 return False

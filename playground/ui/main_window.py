@@ -1,0 +1,316 @@
+"""The main window: composes the panels and wires them to the engine worker.
+
+All state about the run on screen is the `Run` that the GUI thread fills from the worker's
+events; the views read it. Redraws are throttled to about 10 per second while streaming.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QPushButton,
+    QScrollArea,
+    QSplitter,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from playground.catalog import discover
+from playground.records import Run, RunStats
+from playground.ui.best_of_n_view import BestOfNView
+from playground.ui.model_panel import ModelPanel
+from playground.ui.prompt_panel import PromptPanel
+from playground.ui.sampling_panel import SamplingPanel
+from playground.ui.settings import Settings
+from playground.ui.single_run_view import SingleRunView
+from playground.ui.worker import GenerateRequest, LoadedModel, LoadRequest, start_worker
+from playground.units import human_size
+
+REDRAW_INTERVAL_MS = 100
+
+
+class MainWindow(QMainWindow):
+    # Requests to the worker thread (queued connections).
+    load_requested = Signal(object)
+    generate_requested = Signal(object)
+    shutdown_requested = Signal()
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        super().__init__()
+        self.setWindowTitle("Sampling Playground")
+        self.setAcceptDrops(True)
+        self.settings = settings or Settings()
+        self.prefs = self.settings.preferences()
+        self.run: Run | None = None
+        self.model: LoadedModel | None = None
+        self._dirty = False
+
+        self.model_panel = ModelPanel()
+        self.sampling_panel = SamplingPanel()
+        self.prompt_panel = PromptPanel()
+        self.single_view = SingleRunView()
+        self.best_of_n_view = BestOfNView()
+        self.views = QStackedWidget()
+        self.views.addWidget(self.single_view)
+        self.views.addWidget(self.best_of_n_view)
+        self.banner = _Banner()
+        self._build_layout()
+        self._build_status_bar()
+
+        self.worker, self.thread = start_worker(self)
+        self.load_requested.connect(self.worker.load)
+        self.generate_requested.connect(self.worker.generate)
+        self.shutdown_requested.connect(self.worker.shut_down)
+        self.worker.load_progressed.connect(self.model_panel.set_progress)
+        self.worker.loaded.connect(self._loaded)
+        self.worker.run_started.connect(self._run_started)
+        self.worker.yielded.connect(self._yielded)
+        self.worker.run_finished.connect(self._run_finished)
+        self.worker.errored.connect(self._errored)
+
+        self.model_panel.load_requested.connect(self.load_model)
+        self.model_panel.cancel_requested.connect(self.stop)
+        self.prompt_panel.generate_requested.connect(self.generate)
+        self.prompt_panel.stop_requested.connect(self.stop)
+
+        self.redraw_timer = QTimer(self)
+        self.redraw_timer.setInterval(REDRAW_INTERVAL_MS)
+        self.redraw_timer.timeout.connect(self._redraw)
+        self._restore()
+
+    # -- layout ----------------------------------------------------------------------------
+
+    def _build_layout(self) -> None:
+        sidebar = QWidget()
+        side = QVBoxLayout(sidebar)
+        side.addWidget(self.model_panel)
+        side.addWidget(self.sampling_panel)
+        side.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidget(sidebar)
+        scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        side_width = sidebar.sizeHint().width() + scroll.verticalScrollBar().sizeHint().width()
+        scroll.setMinimumWidth(side_width)
+
+        main = QWidget()
+        right = QVBoxLayout(main)
+        right.addWidget(self.banner)
+        right.addWidget(self.prompt_panel)
+        right.addWidget(self.views, 1)
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.addWidget(scroll)
+        self.splitter.addWidget(main)
+        self.splitter.setStretchFactor(1, 1)
+        self.splitter.setSizes([side_width, 1100])
+        self.setCentralWidget(self.splitter)
+
+    def _build_status_bar(self) -> None:
+        self.speed_label = QLabel("—")
+        self.prompt_label = QLabel("")
+        self.context_label = QLabel("")
+        self.memory_label = QLabel("")
+        for label in (self.speed_label, self.prompt_label, self.context_label,
+                      self.memory_label):
+            self.statusBar().addPermanentWidget(label)
+
+    # -- model -----------------------------------------------------------------------------
+
+    def load_model(self, path: Path | None, gpu_layers: int) -> None:
+        self.banner.hide()
+        self.model_panel.set_loading(True)
+        self.prompt_panel.generate_button.setEnabled(False)
+        self.statusBar().showMessage(f"Loading {path.name if path else 'the embedded model'}…")
+        self.load_requested.emit(LoadRequest(path, gpu_layers))
+
+    def _loaded(self, model: LoadedModel) -> None:
+        self.model = model
+        self.model_panel.set_loading(False)
+        self.model_panel.set_model(model)
+        self.prompt_panel.set_running(False)
+        self.memory_label.setText(f"model {human_size(model.memory_bytes)}")
+        self.statusBar().showMessage(f"Loaded {model.info.name}.", 5000)
+        chosen = self.model_panel.chosen_path()
+        if chosen is not None:
+            self.settings.remember_model(self.prefs, str(chosen))
+        else:
+            self.prefs.last_model = ""
+        if not model.info.has_chat_template:
+            self.prompt_panel.raw_button.setChecked(True)
+
+    # -- generation ------------------------------------------------------------------------
+
+    def generate(self) -> None:
+        if self.model is None:
+            self._errored("Load a model first.")
+            return
+        self.banner.hide()
+        self.prompt_panel.set_running(True)
+        self.statusBar().showMessage("Generating…")
+        self.generate_requested.emit(GenerateRequest(
+            prompt=self.prompt_panel.prompt(),
+            params=self.sampling_panel.params(),
+            n=self.sampling_panel.n.value(),
+            chat=self.prompt_panel.chat(),
+            system=self.prompt_panel.system_prompt(),
+        ))
+
+    def stop(self) -> None:
+        """Stop the load or run in progress before its next step.
+
+        Called here, on the GUI thread: connected straight to the worker, the call would be
+        queued on the worker's own thread, which is busy with the very run to stop."""
+        self.worker.cancel()
+
+    def _run_started(self, run: Run) -> None:
+        self.run = run
+        self.sampling_panel.show_seed(run.params.seed)
+        single = len(run.samples) == 1
+        self.views.setCurrentWidget(self.single_view if single else self.best_of_n_view)
+        if single:
+            self.single_view.clear()
+        else:
+            self.best_of_n_view.set_run(run)
+        self.prompt_label.setText(f"prompt {len(run.prompt_token_ids):,} tokens")
+        self.redraw_timer.start()
+
+    def _yielded(self, events: list) -> None:
+        if self.run is None:
+            return
+        for event in events:
+            self.run.add(event)
+        self._dirty = True
+
+    def _run_finished(self, stats: RunStats) -> None:
+        self.redraw_timer.stop()
+        self._redraw()
+        self.prompt_panel.set_running(False)
+        reasons = {s.finish_reason for s in self.run.samples} if self.run else set()
+        done = "Stopped." if "cancelled" in reasons else "Done."
+        self.statusBar().showMessage(
+            f"{done} {stats.new_tokens:,} tokens in {stats.seconds:.1f} s", 8000)
+
+    def _redraw(self) -> None:
+        if not self._dirty or self.run is None:
+            return
+        self._dirty = False
+        run = self.run
+        if len(run.samples) == 1:
+            self.single_view.refresh(run.samples[0])
+        else:
+            self.best_of_n_view.refresh()
+        stats = run.stats
+        if stats:
+            self.speed_label.setText(f"{stats.tokens_per_second:.1f} tok/s")
+        longest = max(len(s.tokens) for s in run.samples)
+        if self.model:
+            self.context_label.setText(
+                f"context {len(run.prompt_token_ids) + longest:,} / {self.model.n_ctx:,}")
+
+    # -- errors ----------------------------------------------------------------------------
+
+    def _errored(self, message: str) -> None:
+        self.redraw_timer.stop()
+        self._redraw()
+        self.model_panel.set_loading(False)
+        self.prompt_panel.set_running(False)
+        if self.model is None:
+            self.prompt_panel.generate_button.setEnabled(True)
+        self.banner.show_message(message)
+        self.statusBar().showMessage(message, 10000)
+
+    # -- drag and drop ---------------------------------------------------------------------
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if any(url.toLocalFile().lower().endswith(".gguf") for url in event.mimeData().urls()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        for url in event.mimeData().urls():
+            path = url.toLocalFile()
+            if path.lower().endswith(".gguf"):
+                self.model_panel.select(path)
+                self.load_model(Path(path), self.model_panel.gpu_layers.value())
+                event.acceptProposedAction()
+                return
+
+    # -- settings --------------------------------------------------------------------------
+
+    def _restore(self) -> None:
+        prefs = self.prefs
+        self.model_panel.set_choices(discover(), prefs.recent_models, prefs.last_model)
+        self.model_panel.gpu_layers.setValue(prefs.gpu_layers)
+        self.sampling_panel.set_params(prefs.params)
+        self.sampling_panel.seed_lock.setChecked(prefs.seed_locked)
+        self.sampling_panel.n.setValue(prefs.n)
+        self.prompt_panel.set_values(prefs.prompt, prefs.chat, prefs.system)
+        geometry = self.settings.window_state("geometry")
+        if geometry is None or not self.restoreGeometry(geometry):
+            self.resize(1400, 860)
+        splitter = self.settings.window_state("splitter")
+        if splitter is not None:
+            self.splitter.restoreState(splitter)
+
+    def save_settings(self) -> None:
+        prefs = self.prefs
+        prefs.gpu_layers = self.model_panel.gpu_layers.value()
+        prefs.params = self.sampling_panel.params()
+        if prefs.params.seed is None:
+            prefs.params = replace(prefs.params, seed=self.sampling_panel.seed.value())
+        prefs.seed_locked = self.sampling_panel.seed_lock.isChecked()
+        prefs.n = self.sampling_panel.n.value()
+        prefs.prompt = self.prompt_panel.prompt()
+        prefs.chat = self.prompt_panel.chat()
+        prefs.system = self.prompt_panel.system.text()
+        self.settings.save_preferences(prefs)
+        self.settings.save_window_state("geometry", self.saveGeometry())
+        self.settings.save_window_state("splitter", self.splitter.saveState())
+
+    def start(self) -> None:
+        """Load the last model (or the embedded one) once the window is up."""
+        self.load_model(self.model_panel.chosen_path(), self.model_panel.gpu_layers.value())
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self.save_settings()
+        self.shut_down()
+        super().closeEvent(event)
+
+    def shut_down(self) -> None:
+        """Stop the worker: cancel what it does, let it free llama.cpp, and wait for it."""
+        if not self.thread.isRunning():
+            return
+        self.worker.cancel()
+        self.shutdown_requested.emit()  # runs on the worker thread, then ends it
+        self.thread.wait()
+
+
+class _Banner(QWidget):
+    """A one-line message above the prompt for errors; dismissable, never modal."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setObjectName("banner")
+        self.label = QLabel()
+        self.label.setWordWrap(True)
+        close = QPushButton("✕")
+        close.setFlat(True)
+        close.setFixedWidth(28)
+        close.clicked.connect(self.hide)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(10, 6, 6, 6)
+        layout.addWidget(self.label, 1)
+        layout.addWidget(close)
+        self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
+        self.hide()
+
+    def show_message(self, message: str) -> None:
+        self.label.setText(message)
+        self.show()

@@ -1,0 +1,158 @@
+"""Choose, load and describe a model: chooser, GPU layers, progress and the info card."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from playground.catalog import FoundModel
+from playground.ui.worker import LoadedModel
+from playground.units import human_count, human_size
+
+EMBEDDED = ""  # the chooser's data for the embedded default model
+
+
+class ModelPanel(QGroupBox):
+    load_requested = Signal(object, int)  # path (None: embedded), GPU layers
+    cancel_requested = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("Model", parent)
+        self.chooser = QComboBox()
+        self.chooser.setToolTip("The embedded SmolLM2, recent models and the GGUF files found "
+                                "in the models folders. Drop a .gguf on the window to add one.")
+        self.chooser.setMinimumContentsLength(18)
+        self.chooser.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        open_button = QPushButton("Open GGUF…")
+        open_button.clicked.connect(self._open_file)
+
+        self.gpu_layers = QSpinBox()
+        self.gpu_layers.setRange(-1, 999)
+        self.gpu_layers.setSpecialValueText("all")
+        self.gpu_layers.setToolTip("How many of the model's layers run on the GPU. 0 keeps "
+                                   "everything on the CPU; 'all' offloads every layer.")
+        self.backend = QLabel("Backend: —")
+        self.backend.setWordWrap(True)
+
+        self.load_button = QPushButton("Load")
+        self.load_button.clicked.connect(self._request_load)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setTextVisible(False)
+        self.progress.setFixedHeight(6)
+        self.progress.hide()
+
+        self.card = QLabel("No model loaded.")
+        self.card.setObjectName("infoCard")
+        self.card.setWordWrap(True)
+        self.card.setTextFormat(Qt.TextFormat.RichText)
+        self.card.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+
+        row = QHBoxLayout()
+        row.addWidget(self.chooser, 1)
+        row.addWidget(open_button)
+        form = QFormLayout()
+        form.addRow("GPU layers", self.gpu_layers)
+        layout = QVBoxLayout(self)
+        layout.addLayout(row)
+        layout.addLayout(form)
+        layout.addWidget(self.backend)
+        layout.addWidget(self.load_button)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.card)
+        self._loading = False
+
+    # -- choices ---------------------------------------------------------------------------
+
+    def set_choices(self, found: list[FoundModel], recent: list[str], current: str) -> None:
+        self.chooser.clear()
+        self.chooser.addItem("SmolLM2-135M-Instruct (embedded)", EMBEDDED)
+        seen = {EMBEDDED}
+        for path in recent:
+            if path not in seen and Path(path).is_file():
+                self.chooser.addItem(f"{Path(path).name} (recent)", path)
+                seen.add(path)
+        for model in found:
+            key = str(model.path)
+            if model.source != "embedded" and model.info and key not in seen:
+                self.chooser.addItem(f"{model.path.name} ({model.source})", key)
+                seen.add(key)
+        self.select(current)
+
+    def select(self, path: str) -> None:
+        index = self.chooser.findData(path)
+        if index < 0:
+            self.chooser.addItem(Path(path).name, path)
+            index = self.chooser.count() - 1
+        self.chooser.setCurrentIndex(index)
+
+    def chosen_path(self) -> Path | None:
+        data = self.chooser.currentData()
+        return Path(data) if data else None
+
+    def _open_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open a GGUF model", "",
+                                              "GGUF models (*.gguf);;All files (*)")
+        if path:
+            self.select(path)
+            self._request_load()
+
+    def _request_load(self) -> None:
+        if self._loading:
+            self.cancel_requested.emit()
+        else:
+            self.load_requested.emit(self.chosen_path(), self.gpu_layers.value())
+
+    # -- state -----------------------------------------------------------------------------
+
+    def set_loading(self, loading: bool) -> None:
+        self._loading = loading
+        self.load_button.setText("Cancel loading" if loading else "Load")
+        self.chooser.setEnabled(not loading)
+        self.progress.setVisible(loading)
+        self.progress.setValue(0)
+
+    def set_progress(self, fraction: float) -> None:
+        self.progress.setValue(int(fraction * 1000))
+
+    def set_model(self, model: LoadedModel) -> None:
+        info, backend = model.info, model.backend
+        offload = (f"{model.layers_offloaded}/{info.layers + 1} layers offloaded"
+                   if backend.gpu_offload else "this build runs on the CPU only")
+        self.backend.setText(f"Backend: <b>{backend.accelerator}</b> · {offload}")
+        rows = [
+            ("Name", info.name),
+            ("Architecture", info.architecture),
+            ("Parameters", human_count(info.parameters)),
+            ("Quantization", info.quantization),
+            ("Context", f"{model.n_ctx:,} of {info.context_length:,} tokens"),
+            ("File", human_size(info.file_size)),
+            ("Memory", human_size(model.memory_bytes)),
+            ("Chat template", "yes" if info.has_chat_template else "no (use raw mode)"),
+            ("Chinchilla data", f"{human_count(info.chinchilla_tokens)} tokens (20 × params)"),
+            ("Training compute", f"{info.training_flops:.1e} FLOPs (6 × params × tokens)"),
+        ]
+        body = "".join(f"<tr><td class='k'>{k}</td><td>{_escape(v)}</td></tr>" for k, v in rows)
+        self.card.setText(
+            "<style>td.k{color:#666;padding-right:8px;}</style>"
+            f"<table cellspacing='0' cellpadding='1'>{body}</table>"
+        )
+        self.card.setToolTip(info.path)
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -1,0 +1,111 @@
+"""`playground screenshot OUT_DIR`: the real app, short real runs, saved as PNGs.
+
+Settings go to a temporary data dir so that the images never depend on (or change) the user's
+own settings. The runs use fixed seeds, so the images are repeatable on one machine.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+from PySide6.QtCore import QEventLoop, QObject, QTimer, SignalInstance, Slot
+
+from playground import paths
+from playground.errors import PlaygroundError
+from playground.sampling import SamplingParams
+from playground.ui.app import application
+from playground.ui.main_window import MainWindow
+
+SIZE = (1440, 900)
+TIMEOUT_MS = 180_000
+
+
+class _Waiter(QObject):
+    """Receives the worker's signals on the GUI thread, after the window's own slots."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loop = QEventLoop()
+        self.outcome: list[str] = []
+
+    @Slot(object)
+    def succeeded(self, _result: object) -> None:
+        self.outcome.append("")
+        self.loop.quit()
+
+    @Slot(str)
+    def failed(self, message: str) -> None:
+        self.outcome.append(message)
+        self.loop.quit()
+
+
+def wait_for(done: SignalInstance, failed: SignalInstance, timeout_ms: int = TIMEOUT_MS) -> None:
+    """Run the event loop until `done` fires; raise on `failed` or after the timeout."""
+    waiter = _Waiter()
+    done.connect(waiter.succeeded)
+    failed.connect(waiter.failed)
+    QTimer.singleShot(timeout_ms, waiter.loop.quit)
+    waiter.loop.exec()
+    done.disconnect(waiter.succeeded)
+    failed.disconnect(waiter.failed)
+    if not waiter.outcome:
+        raise PlaygroundError("timed out waiting for the app")
+    if waiter.outcome[0]:
+        raise PlaygroundError(waiter.outcome[0])
+
+
+def run_and_wait(window: MainWindow, prompt: str, params: SamplingParams, n: int) -> None:
+    window.prompt_panel.set_values(prompt, chat=True, system="")
+    window.sampling_panel.set_params(params)
+    window.sampling_panel.seed_lock.setChecked(True)
+    window.sampling_panel.n.setValue(n)
+    window.generate()
+    wait_for(window.worker.run_finished, window.worker.errored)
+    window._redraw()
+
+
+def save_screenshots(out_dir: Path) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    saved: list[Path] = []
+    with tempfile.TemporaryDirectory() as data:
+        previous = os.environ.get(paths.DATA_DIR_ENV)
+        os.environ[paths.DATA_DIR_ENV] = data
+        try:
+            app = application()
+            window = MainWindow()
+            window.resize(*SIZE)
+            window.show()
+            window.start()
+            wait_for(window.worker.loaded, window.worker.errored)
+
+            base = SamplingParams(temperature=0.8, seed=7, max_tokens=60)
+            run_and_wait(window, "Why is the sky blue? Answer in two sentences.", base, 1)
+            tokens = window.run.samples[0].tokens
+            # Open the popup on the least likely token: the interesting one.
+            unsure = min(range(len(tokens)), key=lambda i: tokens[i].logprob)
+            window.single_view.text.show_popup_for(unsure)
+            app.processEvents()
+            saved.append(_save(window, out_dir / "single_run.png"))
+            window.single_view.text.hide_popup()
+
+            run_and_wait(window, "What is 17 + 25? Answer with a number.",
+                         replace(base, seed=1, temperature=0.9, max_tokens=40), 4)
+            window.best_of_n_view.set_method("mean-logprob")
+            app.processEvents()
+            saved.append(_save(window, out_dir / "best_of_n.png"))
+            window.close()
+        finally:
+            if previous is None:
+                os.environ.pop(paths.DATA_DIR_ENV, None)
+            else:
+                os.environ[paths.DATA_DIR_ENV] = previous
+    return saved
+
+
+def _save(window: MainWindow, path: Path) -> Path:
+    if not window.grab().save(str(path)):
+        raise PlaygroundError(f"could not write {path}")
+    return path

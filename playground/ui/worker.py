@@ -1,0 +1,143 @@
+"""The one thread that owns llama.cpp.
+
+llama.cpp contexts are not thread-safe, so every engine call happens on a single long-lived
+QThread; the GUI talks to it only through queued signals, and results come back the same way.
+Long calls are cooperative: a threading.Event that the engine polls between tokens (and the
+load progress callback) stops them.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+from playground.engine import BackendInfo, Engine, backend_info, load
+from playground.errors import PlaygroundError
+from playground.gguf_file import ModelInfo
+from playground.records import RunEnd, SampleEnd
+from playground.sampling import SamplingParams
+
+# Events cross to the GUI thread in small batches: one signal per token would flood its queue
+# at a few hundred tokens a second with N samples.
+EMIT_INTERVAL = 0.03
+
+
+@dataclass(frozen=True)
+class LoadRequest:
+    path: Path | None
+    """None loads the embedded default model."""
+    n_gpu_layers: int = 0
+    n_ctx: int | None = None
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    info: ModelInfo
+    backend: BackendInfo
+    layers_offloaded: int
+    memory_bytes: int
+    n_ctx: int
+
+
+@dataclass(frozen=True)
+class GenerateRequest:
+    prompt: str
+    params: SamplingParams
+    n: int
+    chat: bool
+    system: str | None
+
+
+class EngineWorker(QObject):
+    """Lives on its own thread; see the module docstring."""
+
+    load_progressed = Signal(float)
+    loaded = Signal(object)  # LoadedModel
+    run_started = Signal(object)  # Run, for the GUI to fill from the events that follow
+    yielded = Signal(object)  # list of Events
+    run_finished = Signal(object)  # RunStats
+    errored = Signal(str)  # a one-line message for the user
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.engine: Engine | None = None
+        self._cancel = threading.Event()
+
+    def cancel(self) -> None:
+        """Ask the current load or run to stop; safe to call from any thread."""
+        self._cancel.set()
+
+    @Slot(object)
+    def load(self, request: LoadRequest) -> None:
+        self._cancel.clear()
+
+        def progress(fraction: float) -> bool:
+            self.load_progressed.emit(fraction)
+            return not self._cancel.is_set()
+
+        with self._reporting_errors():
+            engine = load(request.path, n_gpu_layers=request.n_gpu_layers, n_ctx=request.n_ctx,
+                          progress=progress)
+            if self.engine is not None:
+                self.engine.close()
+            self.engine = engine
+            self.loaded.emit(LoadedModel(engine.info, backend_info(), engine.layers_offloaded,
+                                         engine.memory_bytes, engine.n_ctx))
+
+    @Slot(object)
+    def generate(self, request: GenerateRequest) -> None:
+        self._cancel.clear()
+        if self.engine is None:
+            self.errored.emit("Load a model first.")
+            return
+        with self._reporting_errors():
+            run = self.engine.start_run(request.prompt, request.params, request.n,
+                                        chat=request.chat, system=request.system)
+            self.run_started.emit(run)
+            batch: list = []
+            last = time.monotonic()
+            for event in self.engine.generate(run, cancel=self._cancel.is_set):
+                batch.append(event)
+                now = time.monotonic()
+                if now - last >= EMIT_INTERVAL or isinstance(event, SampleEnd | RunEnd):
+                    self.yielded.emit(batch)
+                    batch, last = [], now
+                if isinstance(event, RunEnd):
+                    self.run_finished.emit(event.stats)
+
+    @Slot()
+    def shut_down(self) -> None:
+        """Free llama.cpp on the thread that owns it, then end the thread."""
+        if self.engine is not None:
+            self.engine.close()
+            self.engine = None
+        QThread.currentThread().quit()
+
+    @contextmanager
+    def _reporting_errors(self) -> Iterator[None]:
+        """Every error of a worker call ends as one `errored` message; the thread lives on."""
+        try:
+            yield
+        except PlaygroundError as error:
+            self.errored.emit("Cancelled." if self._cancel.is_set() else str(error))
+        except Exception as error:
+            traceback.print_exc()  # for developers; the user gets one line
+            self.errored.emit(f"Unexpected error: {type(error).__name__}: {error}")
+
+
+def start_worker(parent: QObject) -> tuple[EngineWorker, QThread]:
+    """A worker on its own thread, stopped cleanly when `parent` goes away."""
+    thread = QThread(parent)
+    thread.setObjectName("llama.cpp")
+    worker = EngineWorker()
+    worker.moveToThread(thread)
+    thread.finished.connect(worker.deleteLater)
+    thread.start()
+    return worker, thread

@@ -1,0 +1,146 @@
+"""The whole window against the tiny model: load, generate, stop, best-of-N, errors, settings.
+
+pytest-qt fails a test when an exception escapes into a Qt callback, so every test here also
+checks that none does.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import tiny_models
+
+from playground.sampling import SamplingParams
+from playground.ui.main_window import MainWindow
+
+TIMEOUT = 60_000
+
+
+def wait_idle(qtbot, window: MainWindow) -> None:
+    """Until the run on screen is finished and drawn."""
+    qtbot.waitUntil(lambda: window.run is not None and window.run.finished
+                    and window.prompt_panel.generate_button.isEnabled(), timeout=TIMEOUT)
+
+
+@pytest.fixture
+def window(qtbot, tiny_model_path: Path):
+    window = MainWindow()
+    qtbot.addWidget(window)
+    window.resize(1280, 800)
+    window.show()
+    window.model_panel.select(str(tiny_model_path))
+    window.load_model(tiny_model_path, 0)
+    qtbot.waitUntil(lambda: window.model is not None, timeout=TIMEOUT)
+    yield window
+    window.close()
+
+
+def generate(qtbot, window: MainWindow, params: SamplingParams, n: int = 1,
+             prompt: str = "once upon a time") -> None:
+    window.prompt_panel.set_values(prompt, chat=False, system="")
+    window.sampling_panel.set_params(params)
+    window.sampling_panel.seed_lock.setChecked(params.seed is not None)
+    window.sampling_panel.n.setValue(n)
+    window.generate()
+    wait_idle(qtbot, window)
+
+
+def test_load_and_generate(qtbot, window: MainWindow):
+    assert window.model.info.architecture == "llama"
+    assert "llama" in window.model_panel.card.text()
+    generate(qtbot, window, SamplingParams(seed=3, max_tokens=12))
+    sample = window.run.samples[0]
+    assert window.views.currentWidget() is window.single_view
+    assert window.single_view.text.toPlainText() == "".join(t.text for t in sample.tokens)
+    assert window.sampling_panel.seed.value() == 3
+    assert "tok/s" in window.speed_label.text()
+
+
+def test_unlocked_seed_is_drawn_and_shown(qtbot, window: MainWindow):
+    generate(qtbot, window, SamplingParams(seed=None, max_tokens=4))
+    assert window.sampling_panel.seed.value() == window.run.params.seed
+
+
+def test_stop_cancels_before_the_next_token(qtbot, window: MainWindow, tmp_path: Path):
+    long_context = tiny_models.write_tiny_llama(tmp_path / "long.gguf", n_ctx=8192)
+    window.load_model(long_context, 0)
+    qtbot.waitUntil(lambda: window.model.info.context_length == 8192, timeout=TIMEOUT)
+    window.prompt_panel.set_values("the", chat=False, system="")
+    window.sampling_panel.set_params(SamplingParams(seed=1, max_tokens=4000, temperature=1.0))
+    window.sampling_panel.n.setValue(1)
+    window.generate()
+    qtbot.waitUntil(lambda: window.run is not None and len(window.run.samples[0].tokens) >= 5,
+                    timeout=TIMEOUT)
+    window.prompt_panel.stop_button.click()
+    wait_idle(qtbot, window)
+    sample = window.run.samples[0]
+    assert sample.finish_reason == "cancelled"
+    assert len(sample.tokens) < 4000
+    assert "Stopped" in window.statusBar().currentMessage()
+
+
+def test_best_of_n_ranking_reorders_panels(qtbot, window: MainWindow):
+    params = SamplingParams(seed=4, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0,
+                            max_tokens=12, stop=("e",))
+    generate(qtbot, window, params, n=6, prompt="hello")
+    view = window.best_of_n_view
+    assert window.views.currentWidget() is view
+    run = window.run
+    orders = {}
+    for method in ("mean-logprob", "sum-logprob"):
+        view.set_method(method)
+        orders[method] = view.panel_order()
+        assert orders[method] == list(run.rank(method).order)
+    assert orders["mean-logprob"] != orders["sum-logprob"]
+
+
+def test_hover_popup_shows_the_token(qtbot, window: MainWindow):
+    generate(qtbot, window, SamplingParams(seed=5, max_tokens=10))
+    token = window.run.samples[0].tokens[2]
+    window.single_view.text.show_popup_for(2)
+    popup = window.single_view.text.popup
+    assert popup.isVisible() and popup.window() is window  # inside the window, not a new one
+    shown = " ".join(label.text() for label in popup.findChildren(type(window.speed_label)))
+    assert f"{token.prob:.1%}".rstrip("0").rstrip(".") in shown or f"{token.prob:.1%}" in shown
+    assert str(token.rank) in shown
+
+
+def test_bad_model_file_shows_a_message_and_the_app_keeps_working(qtbot, window: MainWindow,
+                                                                  tmp_path: Path,
+                                                                  tiny_model_path: Path):
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"definitely not a model")
+    window.load_model(bad, 0)
+    qtbot.waitUntil(lambda: window.banner.isVisible(), timeout=TIMEOUT)
+    message = window.banner.label.text()
+    assert "broken.gguf" in message and "not a GGUF" in message and "\n" not in message
+    assert window.model is not None  # the previous model is still loaded and usable
+    generate(qtbot, window, SamplingParams(seed=2, max_tokens=6))
+    assert window.run.samples[0].tokens
+
+
+def test_a_prompt_too_long_is_a_message(qtbot, window: MainWindow):
+    window.prompt_panel.set_values("the " * 600, chat=False, system="")
+    window.sampling_panel.set_params(SamplingParams(seed=1, max_tokens=8))
+    window.generate()
+    qtbot.waitUntil(lambda: window.banner.isVisible(), timeout=TIMEOUT)
+    assert "context holds" in window.banner.label.text()
+    assert window.prompt_panel.generate_button.isEnabled()
+
+
+def test_settings_are_kept_between_sessions(qtbot, window: MainWindow, tiny_model_path: Path):
+    window.prompt_panel.set_values("remember me", chat=False, system="")
+    window.sampling_panel.set_params(SamplingParams(temperature=0.3, top_k=7, seed=11))
+    window.sampling_panel.seed_lock.setChecked(True)
+    window.sampling_panel.n.setValue(3)
+    window.close()
+    again = MainWindow()
+    qtbot.addWidget(again)
+    assert again.prompt_panel.prompt() == "remember me"
+    assert not again.prompt_panel.chat()
+    params = again.sampling_panel.params()
+    assert (params.temperature, params.top_k, params.seed) == (0.3, 7, 11)
+    assert again.sampling_panel.n.value() == 3
+    assert again.model_panel.chosen_path() == tiny_model_path
+    again.shut_down()
