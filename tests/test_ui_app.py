@@ -144,3 +144,14 @@ def test_settings_are_kept_between_sessions(qtbot, window: MainWindow, tiny_mode
     assert again.sampling_panel.n.value() == 3
     assert again.model_panel.chosen_path() == tiny_model_path
     again.shut_down()
+
+
+def test_every_run_is_in_the_history_with_its_ranking(qtbot, window: MainWindow):
+    generate(qtbot, window, SamplingParams(seed=8, max_tokens=6), n=3, prompt="hello")
+    window.best_of_n_view.set_method("sum-logprob")
+    stored = window.store.load(window.run_id)
+    assert [s.text for s in stored.samples] == [s.text for s in window.run.samples]
+    assert [[t.id for t in s.tokens] for s in stored.samples] == \
+        [[t.id for t in s.tokens] for s in window.run.samples]
+    assert {"mean-logprob", "sum-logprob"} <= set(stored.rankings)
+    assert window.store.summary(window.run_id).status == "finished"

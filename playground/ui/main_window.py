@@ -24,7 +24,9 @@ from PySide6.QtWidgets import (
 )
 
 from playground.catalog import discover
+from playground.errors import PlaygroundError
 from playground.records import Run, RunStats
+from playground.store import open_store
 from playground.ui.best_of_n_view import BestOfNView
 from playground.ui.model_panel import ModelPanel
 from playground.ui.prompt_panel import PromptPanel
@@ -65,7 +67,10 @@ class MainWindow(QMainWindow):
         self._build_layout()
         self._build_status_bar()
 
-        self.worker, self.thread = start_worker(self)
+        self.store, store_notice = open_store()
+        self.run_id: int | None = None
+        """The shown run's id in the history (None when it is not saved)."""
+        self.worker, self.thread = start_worker(self, self.store)
         self.load_requested.connect(self.worker.load)
         self.generate_requested.connect(self.worker.generate)
         self.shutdown_requested.connect(self.worker.shut_down)
@@ -80,11 +85,14 @@ class MainWindow(QMainWindow):
         self.model_panel.cancel_requested.connect(self.stop)
         self.prompt_panel.generate_requested.connect(self.generate)
         self.prompt_panel.stop_requested.connect(self.stop)
+        self.best_of_n_view.ranking_changed.connect(lambda _method: self.save_rankings())
 
         self.redraw_timer = QTimer(self)
         self.redraw_timer.setInterval(REDRAW_INTERVAL_MS)
         self.redraw_timer.timeout.connect(self._redraw)
         self._restore()
+        if store_notice:
+            self.banner.show_message(store_notice)
 
     # -- layout ----------------------------------------------------------------------------
 
@@ -170,8 +178,8 @@ class MainWindow(QMainWindow):
         queued on the worker's own thread, which is busy with the very run to stop."""
         self.worker.cancel()
 
-    def _run_started(self, run: Run) -> None:
-        self.run = run
+    def _run_started(self, run: Run, run_id: int | None) -> None:
+        self.run, self.run_id = run, run_id
         self.sampling_panel.show_seed(run.params.seed)
         single = len(run.samples) == 1
         self.views.setCurrentWidget(self.single_view if single else self.best_of_n_view)
@@ -192,11 +200,21 @@ class MainWindow(QMainWindow):
     def _run_finished(self, stats: RunStats) -> None:
         self.redraw_timer.stop()
         self._redraw()
+        self.save_rankings()
         self.prompt_panel.set_running(False)
         reasons = {s.finish_reason for s in self.run.samples} if self.run else set()
         done = "Stopped." if "cancelled" in reasons else "Done."
         self.statusBar().showMessage(
             f"{done} {stats.new_tokens:,} tokens in {stats.seconds:.1f} s", 8000)
+
+    def save_rankings(self) -> None:
+        """Record what was computed after the run (rankings, vote) with the run's history."""
+        if self.run is None or self.run_id is None:
+            return
+        try:
+            self.store.save_scores(self.run_id, self.run)
+        except PlaygroundError as error:
+            self.banner.show_message(f"Could not save the rankings: {error}")
 
     def _redraw(self) -> None:
         if not self._dirty or self.run is None:
@@ -290,6 +308,7 @@ class MainWindow(QMainWindow):
         self.worker.cancel()
         self.shutdown_requested.emit()  # runs on the worker thread, then ends it
         self.thread.wait()
+        self.store.close()
 
 
 class _Banner(QWidget):

@@ -21,8 +21,9 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 from playground.engine import BackendInfo, Engine, backend_info, load
 from playground.errors import PlaygroundError
 from playground.gguf_file import ModelInfo
-from playground.records import RunEnd, SampleEnd
+from playground.records import Run, RunEnd, SampleEnd
 from playground.sampling import SamplingParams
+from playground.store import RunWriter, Store
 
 # Events cross to the GUI thread in small batches: one signal per token would flood its queue
 # at a few hundred tokens a second with N samples.
@@ -60,14 +61,16 @@ class EngineWorker(QObject):
 
     load_progressed = Signal(float)
     loaded = Signal(object)  # LoadedModel
-    run_started = Signal(object)  # Run, for the GUI to fill from the events that follow
+    run_started = Signal(object, object)  # Run (for the GUI to fill), its id in the history
     yielded = Signal(object)  # list of Events
     run_finished = Signal(object)  # RunStats
     errored = Signal(str)  # a one-line message for the user
 
-    def __init__(self) -> None:
+    def __init__(self, store: Store | None = None) -> None:
         super().__init__()
         self.engine: Engine | None = None
+        self.store = store
+        """Where runs are recorded as they stream; None records nothing."""
         self._cancel = threading.Event()
 
     def cancel(self) -> None:
@@ -100,10 +103,13 @@ class EngineWorker(QObject):
         with self._reporting_errors():
             run = self.engine.start_run(request.prompt, request.params, request.n,
                                         chat=request.chat, system=request.system)
-            self.run_started.emit(run)
+            writer = self._record(run)
+            self.run_started.emit(run, writer.run_id if writer else None)
             batch: list = []
             last = time.monotonic()
             for event in self.engine.generate(run, cancel=self._cancel.is_set):
+                if writer:
+                    writer.add(event)
                 batch.append(event)
                 now = time.monotonic()
                 if now - last >= EMIT_INTERVAL or isinstance(event, SampleEnd | RunEnd):
@@ -111,6 +117,16 @@ class EngineWorker(QObject):
                     batch, last = [], now
                 if isinstance(event, RunEnd):
                     self.run_finished.emit(event.stats)
+
+    def _record(self, run: Run) -> RunWriter | None:
+        """Start recording the run; a history that fails is reported, and generation goes on."""
+        if self.store is None:
+            return None
+        try:
+            return self.store.begin(run)
+        except PlaygroundError as error:
+            self.errored.emit(f"This run is not saved: {error}")
+            return None
 
     @Slot()
     def shut_down(self) -> None:
@@ -132,11 +148,11 @@ class EngineWorker(QObject):
             self.errored.emit(f"Unexpected error: {type(error).__name__}: {error}")
 
 
-def start_worker(parent: QObject) -> tuple[EngineWorker, QThread]:
+def start_worker(parent: QObject, store: Store | None) -> tuple[EngineWorker, QThread]:
     """A worker on its own thread, stopped cleanly when `parent` goes away."""
     thread = QThread(parent)
     thread.setObjectName("llama.cpp")
-    worker = EngineWorker()
+    worker = EngineWorker(store)
     worker.moveToThread(thread)
     thread.finished.connect(worker.deleteLater)
     thread.start()
