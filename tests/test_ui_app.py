@@ -155,3 +155,18 @@ def test_every_run_is_in_the_history_with_its_ranking(qtbot, window: MainWindow)
         [[t.id for t in s.tokens] for s in window.run.samples]
     assert {"mean-logprob", "sum-logprob"} <= set(stored.rankings)
     assert window.store.summary(window.run_id).status == "finished"
+
+
+def test_reopen_and_rerun_from_the_history(qtbot, window: MainWindow):
+    generate(qtbot, window, SamplingParams(seed=12, max_tokens=8), n=1, prompt="the sea")
+    run_id, text = window.run_id, window.run.samples[0].text
+    generate(qtbot, window, SamplingParams(seed=13, max_tokens=8), n=2, prompt="other")
+    window.show_stored_run(window.store.load(run_id), run_id)
+    assert window.views.currentWidget() is window.single_view
+    assert window.single_view.text.toPlainText().startswith(text)
+    window.prepare_rerun(window.store.duplicate(run_id))
+    assert window.prompt_panel.prompt() == "the sea"
+    assert window.sampling_panel.params().seed == 12
+    window.generate()
+    wait_idle(qtbot, window)
+    assert window.run.samples[0].text == text  # the same seed and settings: the same text

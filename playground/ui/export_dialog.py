@@ -80,6 +80,8 @@ class ExportDialog(QDialog):
         self.task: BackgroundTask | None = None
         self._close_when_done = False
         self._path_chosen = False
+        self._noun = "record"  # what the running export writes: samples, tasks, records
+        self._target = Path()
 
         self.heading = QLabel(self._heading_text())
         self.heading.setStyleSheet("font-weight: 600; font-size: 11pt;")
@@ -211,8 +213,9 @@ class ExportDialog(QDialog):
     def _path_edited(self) -> None:
         self._path_chosen = True
 
-    @Slot()
-    def _format_toggled(self, *_args: object) -> None:
+    def _format_toggled(self, _button: QRadioButton, checked: bool) -> None:
+        if not checked:  # the other half of the same change
+            return
         fmt = FORMATS[self.format()]
         text = self.path.text().strip()
         if not text or not self._path_chosen:

@@ -19,16 +19,20 @@ from PySide6.QtWidgets import (
     QScrollArea,
     QSplitter,
     QStackedWidget,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
+from playground import paths
 from playground.catalog import discover
 from playground.errors import PlaygroundError
 from playground.records import Run, RunStats
-from playground.store import open_store
+from playground.store import RunRequest, open_store
+from playground.ui import background
 from playground.ui.best_of_n_view import BestOfNView
-from playground.ui.model_panel import ModelPanel
+from playground.ui.history_panel import HistoryPanel
+from playground.ui.model_panel import EMBEDDED, ModelPanel
 from playground.ui.prompt_panel import PromptPanel
 from playground.ui.sampling_panel import SamplingPanel
 from playground.ui.settings import Settings
@@ -64,12 +68,13 @@ class MainWindow(QMainWindow):
         self.views.addWidget(self.single_view)
         self.views.addWidget(self.best_of_n_view)
         self.banner = _Banner()
-        self._build_layout()
-        self._build_status_bar()
-
         self.store, store_notice = open_store()
         self.run_id: int | None = None
         """The shown run's id in the history (None when it is not saved)."""
+        self.history_panel = HistoryPanel(self.store)
+        self._build_layout()
+        self._build_status_bar()
+
         self.worker, self.thread = start_worker(self, self.store)
         self.load_requested.connect(self.worker.load)
         self.generate_requested.connect(self.worker.generate)
@@ -86,6 +91,10 @@ class MainWindow(QMainWindow):
         self.prompt_panel.generate_requested.connect(self.generate)
         self.prompt_panel.stop_requested.connect(self.stop)
         self.best_of_n_view.ranking_changed.connect(lambda _method: self.save_rankings())
+        self.history_panel.errored.connect(self.banner.show_message)
+        self.history_panel.reported.connect(lambda m: self.statusBar().showMessage(m, 5000))
+        self.history_panel.run_opened.connect(self.show_stored_run)
+        self.history_panel.rerun_requested.connect(self.prepare_rerun)
 
         self.redraw_timer = QTimer(self)
         self.redraw_timer.setInterval(REDRAW_INTERVAL_MS)
@@ -112,8 +121,17 @@ class MainWindow(QMainWindow):
         main = QWidget()
         right = QVBoxLayout(main)
         right.addWidget(self.banner)
-        right.addWidget(self.prompt_panel)
-        right.addWidget(self.views, 1)
+        generate_tab = QWidget()
+        generate_layout = QVBoxLayout(generate_tab)
+        generate_layout.setContentsMargins(0, 6, 0, 0)
+        generate_layout.addWidget(self.prompt_panel)
+        generate_layout.addWidget(self.views, 1)
+        self.tabs = QTabWidget()
+        self.tabs.setDocumentMode(True)
+        self.tabs.addTab(generate_tab, "Generate")
+        self.tabs.addTab(self.history_panel, "History")
+        self.generate_tab = generate_tab
+        right.addWidget(self.tabs, 1)
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
         self.splitter.addWidget(scroll)
         self.splitter.addWidget(main)
@@ -201,6 +219,7 @@ class MainWindow(QMainWindow):
         self.redraw_timer.stop()
         self._redraw()
         self.save_rankings()
+        self.history_panel.refresh()
         self.prompt_panel.set_running(False)
         reasons = {s.finish_reason for s in self.run.samples} if self.run else set()
         done = "Stopped." if "cancelled" in reasons else "Done."
@@ -232,6 +251,35 @@ class MainWindow(QMainWindow):
         if self.model:
             self.context_label.setText(
                 f"context {len(run.prompt_token_ids) + longest:,} / {self.model.n_ctx:,}")
+
+    # -- history ---------------------------------------------------------------------------
+
+    def show_stored_run(self, run: Run, run_id: int) -> None:
+        """Show a run from the history exactly as it was shown when it was made."""
+        self.run, self.run_id = run, run_id
+        single = len(run.samples) == 1
+        self.views.setCurrentWidget(self.single_view if single else self.best_of_n_view)
+        if single:
+            self.single_view.clear()
+        else:
+            self.best_of_n_view.set_run(run)
+        self._dirty = True
+        self._redraw()
+        self.tabs.setCurrentWidget(self.generate_tab)
+        self.statusBar().showMessage(f"Opened run {run_id}.", 5000)
+
+    def prepare_rerun(self, request: RunRequest) -> None:
+        """Fill the controls with a stored run's prompt, settings and seed, ready to repeat."""
+        self.prompt_panel.set_values(request.prompt, request.chat, request.system or "")
+        self.sampling_panel.set_params(request.params)
+        self.sampling_panel.seed_lock.setChecked(True)
+        self.sampling_panel.n.setValue(request.n)
+        embedded = paths.embedded_model_path()
+        same_as_embedded = embedded is not None and Path(request.model_path) == embedded.resolve()
+        self.model_panel.select(EMBEDDED if same_as_embedded else request.model_path)
+        self.tabs.setCurrentWidget(self.generate_tab)
+        if self.model is None or Path(self.model.info.path) != Path(request.model_path):
+            self.statusBar().showMessage("That run used another model: press Load first.", 8000)
 
     # -- errors ----------------------------------------------------------------------------
 
@@ -305,6 +353,7 @@ class MainWindow(QMainWindow):
         """Stop the worker: cancel what it does, let it free llama.cpp, and wait for it."""
         if not self.thread.isRunning():
             return
+        background.stop_all()
         self.worker.cancel()
         self.shutdown_requested.emit()  # runs on the worker thread, then ends it
         self.thread.wait()
