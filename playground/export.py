@@ -53,7 +53,7 @@ from playground.errors import PlaygroundError
 from playground.gguf_file import ModelInfo
 from playground.records import Alternative, Run, RunStats, Sample, TokenRecord
 from playground.sampling import SamplingParams
-from playground.scoring import LOGPROB_SCORES, Answer, Ranking, Vote
+from playground.scoring import LOGPROB_SCORES, Answer, Ranking, Vote, vote_of
 
 if TYPE_CHECKING:  # the store needs nothing from here; only the hints name it
     from playground.store import Store
@@ -734,21 +734,4 @@ def _vote_back(records: list[dict[str, Any]]) -> Vote | None:
         Answer(a["kind"], a["value"], a["raw"]) if a["kind"] else None
         for a in (r["vote"]["sample_answer"] for r in records)
     )
-    by_value: dict[str, list[int]] = {}
-    for index, answer in enumerate(answers):
-        if answer is not None:
-            by_value.setdefault(answer.value, []).append(index)
-    groups = tuple(
-        (value, tuple(voters))
-        for value, voters in sorted(by_value.items(), key=lambda item: -len(item[1]))
-    )
-    winner, voters = groups[0] if groups else (None, ())
-    return Vote(
-        answer=winner,
-        kind=kind,
-        share=records[0]["vote"]["share"],
-        voters=voters,
-        unparsed=tuple(i for i, answer in enumerate(answers) if answer is None),
-        groups=groups,
-        answers=answers,
-    )
+    return vote_of(answers, kind)

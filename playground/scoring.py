@@ -520,7 +520,12 @@ def majority_vote(texts: Sequence[str], kind: str = "auto") -> Vote:
     """
     if kind == "auto":
         kind = _vote_kind(texts)
-    answers = tuple(extract_answer(text, kind) for text in texts)
+    return vote_of(tuple(extract_answer(text, kind) for text in texts), kind)
+
+
+def vote_of(answers: Sequence[Answer | None], kind: str) -> Vote:
+    """Group already extracted answers (one per sample, None when unparsed) into a vote."""
+    answers = tuple(answers)
     by_value: dict[str, list[int]] = {}
     for index, answer in enumerate(answers):
         if answer is not None:
@@ -534,7 +539,7 @@ def majority_vote(texts: Sequence[str], kind: str = "auto") -> Vote:
     return Vote(
         answer=winner,
         kind=kind,
-        share=len(voters) / len(texts) if texts else 0.0,
+        share=len(voters) / len(answers) if answers else 0.0,
         voters=voters,
         unparsed=tuple(i for i, answer in enumerate(answers) if answer is None),
         groups=groups,

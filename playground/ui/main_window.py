@@ -196,15 +196,19 @@ class MainWindow(QMainWindow):
         queued on the worker's own thread, which is busy with the very run to stop."""
         self.worker.cancel()
 
-    def _run_started(self, run: Run, run_id: int | None) -> None:
+    def _show_run(self, run: Run, run_id: int | None) -> None:
+        """Point the views at `run`: the single view for one sample, the panels for N."""
         self.run, self.run_id = run, run_id
-        self.sampling_panel.show_seed(run.params.seed)
         single = len(run.samples) == 1
         self.views.setCurrentWidget(self.single_view if single else self.best_of_n_view)
         if single:
             self.single_view.clear()
         else:
             self.best_of_n_view.set_run(run)
+
+    def _run_started(self, run: Run, run_id: int | None) -> None:
+        self._show_run(run, run_id)
+        self.sampling_panel.show_seed(run.params.seed)
         self.prompt_label.setText(f"prompt {len(run.prompt_token_ids):,} tokens")
         self.redraw_timer.start()
 
@@ -256,13 +260,7 @@ class MainWindow(QMainWindow):
 
     def show_stored_run(self, run: Run, run_id: int) -> None:
         """Show a run from the history exactly as it was shown when it was made."""
-        self.run, self.run_id = run, run_id
-        single = len(run.samples) == 1
-        self.views.setCurrentWidget(self.single_view if single else self.best_of_n_view)
-        if single:
-            self.single_view.clear()
-        else:
-            self.best_of_n_view.set_run(run)
+        self._show_run(run, run_id)
         self._dirty = True
         self._redraw()
         self.tabs.setCurrentWidget(self.generate_tab)
