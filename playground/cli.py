@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from playground import __version__
-from playground.errors import PlaygroundError
+from playground.errors import InvalidRequestError, PlaygroundError
 from playground.export import FORMATS
 from playground.records import TokenRecord
 from playground.sampling import SamplingParams
@@ -82,9 +82,32 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sample", parents=[gen], help="generate N samples and rank them")
     p.add_argument("-n", type=int, default=8, help="number of samples (1-32, default 8)")
     p.add_argument("--rank", default="mean-logprob",
-                   choices=["mean-logprob", "sum-logprob", "normalized-logprob", "vote"],
+                   choices=["mean-logprob", "sum-logprob", "normalized-logprob", "vote", "reward"],
                    help="how to rank the samples (default mean-logprob)")
+    p.add_argument("--reward-model", metavar="PATH|judge",
+                   help="score every sample with this reward model (a score-head or reranker "
+                        "GGUF), or 'judge' to ask the generator itself the rubric")
+    p.add_argument("--rubric", help="the judge's yes/no question (default: helpful, correct, "
+                                    "honest)")
     p.set_defaults(handler=cmd_sample)
+
+    p = sub.add_parser("score", help="score responses to a prompt with a reward model")
+    p.add_argument("--prompt", "-p", required=True)
+    p.add_argument("--responses", type=Path, required=True, metavar="FILE.jsonl",
+                   help='one {"response": ...} per line')
+    p.add_argument("--reward-model", required=True, metavar="PATH|judge")
+    p.add_argument("--rubric", help="the judge's yes/no question")
+    p.add_argument("--model", "-m", type=Path, help="the judge's model (default: embedded)")
+    p.add_argument("--n-gpu-layers", type=int, default=0, metavar="L")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_score)
+
+    p = sub.add_parser("reward-pack",
+                       help="pack a reward model's backbone GGUF and score head into one GGUF")
+    p.add_argument("backbone", type=Path, metavar="BACKBONE.gguf")
+    p.add_argument("head", type=Path, metavar="HEAD.npy|HEAD.safetensors")
+    p.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.gguf")
+    p.set_defaults(handler=cmd_reward_pack)
 
     p = sub.add_parser("info", help="describe a model, with its scale figures")
     p.add_argument("model", nargs="?", type=Path, help="a .gguf file (default: embedded)")
@@ -217,7 +240,7 @@ def _run(args: argparse.Namespace, n: int, on_text: Callable[[str], None] | None
             writer.add(event)
         if on_text and isinstance(event, TokenRecord):
             on_text(event.text)
-    return run, writer.run_id if writer else None
+    return engine, run, writer.run_id if writer else None
 
 
 def _saved(args: argparse.Namespace, run, run_id: int | None) -> None:
@@ -244,7 +267,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         sys.stdout.write(text)
         sys.stdout.flush()
 
-    run, run_id = _run(args, 1, None if args.json else echo)
+    _, run, run_id = _run(args, 1, None if args.json else echo)
     sample = run.samples[0]
     if not args.json:
         sys.stdout.write("\n")
@@ -267,7 +290,18 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    run, run_id = _run(args, args.n)
+    if args.rank == "reward" and not args.reward_model:
+        raise InvalidRequestError("--rank reward needs --reward-model PATH or judge")
+    engine, run, run_id = _run(args, args.n)
+    agreement = None
+    if args.reward_model:
+        from playground.reward import open_reward_model, rank_agreement, score_run
+
+        with open_reward_model(args.reward_model, judge_engine=engine, rubric=args.rubric,
+                               n_gpu_layers=args.n_gpu_layers) as reward_model:
+            by_reward = score_run(reward_model, run)
+        agreement = {"between": ["reward", "mean-logprob"],
+                     **rank_agreement(by_reward, run.rank("mean-logprob"))}
     ranking = run.rank(args.rank)
     _saved(args, run, run_id)
     if args.json:
@@ -279,6 +313,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
             "samples": document["samples"],
             "ranking": ranking.to_json(),
             **({"vote": run.vote.to_json()} if run.vote else {}),
+            **({"agreement": agreement} if agreement else {}),
             "stats": document["stats"],
             "run_id": run_id,
         })
@@ -292,6 +327,58 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if run.vote:
         print(f"vote: {run.vote.answer!r} with {run.vote.share:.0%} of the samples "
               f"(voters {list(run.vote.voters)}, unparsed {list(run.vote.unparsed)})")
+    if agreement:
+        print(f"reward vs mean logprob: Kendall tau {agreement['kendall_tau']:.2f}, "
+              f"same best sample: {'yes' if agreement['top_agrees'] else 'no'}")
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from playground.reward import open_reward_model
+
+    responses = _read_responses(args.responses)
+    judge = None
+    if args.reward_model == "judge" and args.model:
+        from playground.engine import load
+
+        judge = load(args.model, n_gpu_layers=args.n_gpu_layers)
+    with open_reward_model(args.reward_model, judge_engine=judge, rubric=args.rubric,
+                           n_gpu_layers=args.n_gpu_layers) as model:
+        results = model.score_detailed(args.prompt, responses)
+        if args.json:
+            _print_json({"reward_model": model.describe(),
+                         "results": [r.to_json() for r in results]})
+            return 0
+        print(model.describe())
+    for r in results:
+        print(f"{r.score:9.4f}  {r.response.strip()[:100]!r}")
+    return 0
+
+
+def _read_responses(path: Path) -> list[str]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise PlaygroundError(f"cannot read {path}: {error}") from None
+    responses = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            responses.append(str(json.loads(line)["response"]))
+        except (ValueError, KeyError, TypeError):
+            raise PlaygroundError(
+                f'{path.name} line {number}: expected a JSON object with "response"') from None
+    if not responses:
+        raise PlaygroundError(f"{path.name} has no responses")
+    return responses
+
+
+def cmd_reward_pack(args: argparse.Namespace) -> int:
+    from playground.reward import pack_reward_model
+
+    out = pack_reward_model(args.backbone, args.head, args.output)
+    print(f"wrote {out}")
     return 0
 
 

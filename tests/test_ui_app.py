@@ -170,3 +170,20 @@ def test_reopen_and_rerun_from_the_history(qtbot, window: MainWindow):
     window.generate()
     wait_idle(qtbot, window)
     assert window.run.samples[0].text == text  # the same seed and settings: the same text
+
+
+def test_reward_scores_rerank_and_compare(qtbot, window: MainWindow):
+    generate(qtbot, window, SamplingParams(seed=21, max_tokens=8, temperature=1.0), n=4,
+             prompt="hello")
+    window.reward_panel.score_button.click()  # the judge: the loaded tiny model
+    qtbot.waitUntil(lambda: all("reward" in s.scores for s in window.run.samples),
+                    timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: window.ranking_strip.isVisible(), timeout=TIMEOUT)
+    view = window.best_of_n_view
+    view.set_method("reward")
+    assert view.panel_order() == list(window.run.rank("reward").order)
+    assert "Kendall" in window.ranking_strip.label.text()
+    assert "judge" in window.reward_panel.info.text().lower()
+    stored = window.store.load(window.run_id)
+    assert [s.scores["reward"] for s in stored.samples] == \
+        pytest.approx([s.scores["reward"] for s in window.run.samples])

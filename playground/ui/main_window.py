@@ -34,10 +34,18 @@ from playground.ui.best_of_n_view import BestOfNView
 from playground.ui.history_panel import HistoryPanel
 from playground.ui.model_panel import EMBEDDED, ModelPanel
 from playground.ui.prompt_panel import PromptPanel
+from playground.ui.ranking_strip import RankingStrip
+from playground.ui.reward_panel import RewardPanel
 from playground.ui.sampling_panel import SamplingPanel
 from playground.ui.settings import Settings
 from playground.ui.single_run_view import SingleRunView
-from playground.ui.worker import GenerateRequest, LoadedModel, LoadRequest, start_worker
+from playground.ui.worker import (
+    GenerateRequest,
+    LoadedModel,
+    LoadRequest,
+    ScoreRequest,
+    start_worker,
+)
 from playground.units import human_size
 
 REDRAW_INTERVAL_MS = 100
@@ -48,6 +56,7 @@ class MainWindow(QMainWindow):
     load_requested = Signal(object)
     generate_requested = Signal(object)
     shutdown_requested = Signal()
+    score_requested = Signal(object)
 
     def __init__(self, settings: Settings | None = None) -> None:
         super().__init__()
@@ -72,6 +81,9 @@ class MainWindow(QMainWindow):
         self.run_id: int | None = None
         """The shown run's id in the history (None when it is not saved)."""
         self.history_panel = HistoryPanel(self.store)
+        self.reward_panel = RewardPanel()
+        self.ranking_strip = RankingStrip()
+        self._reward_bytes = 0
         self._build_layout()
         self._build_status_bar()
 
@@ -95,6 +107,12 @@ class MainWindow(QMainWindow):
         self.history_panel.reported.connect(lambda m: self.statusBar().showMessage(m, 5000))
         self.history_panel.run_opened.connect(self.show_stored_run)
         self.history_panel.rerun_requested.connect(self.prepare_rerun)
+        self.score_requested.connect(self.worker.score)
+        self.reward_panel.score_requested.connect(self.score_samples)
+        self.reward_panel.cancel_requested.connect(self.stop)
+        self.worker.reward_loaded.connect(self._reward_loaded)
+        self.worker.reward_progressed.connect(self.reward_panel.set_progress)
+        self.worker.scored.connect(self._scored)
 
         self.redraw_timer = QTimer(self)
         self.redraw_timer.setInterval(REDRAW_INTERVAL_MS)
@@ -110,6 +128,7 @@ class MainWindow(QMainWindow):
         side = QVBoxLayout(sidebar)
         side.addWidget(self.model_panel)
         side.addWidget(self.sampling_panel)
+        side.addWidget(self.reward_panel)
         side.addStretch(1)
         scroll = QScrollArea()
         scroll.setWidget(sidebar)
@@ -125,6 +144,7 @@ class MainWindow(QMainWindow):
         generate_layout = QVBoxLayout(generate_tab)
         generate_layout.setContentsMargins(0, 6, 0, 0)
         generate_layout.addWidget(self.prompt_panel)
+        generate_layout.addWidget(self.ranking_strip)
         generate_layout.addWidget(self.views, 1)
         self.tabs = QTabWidget()
         self.tabs.setDocumentMode(True)
@@ -162,7 +182,7 @@ class MainWindow(QMainWindow):
         self.model_panel.set_loading(False)
         self.model_panel.set_model(model)
         self.prompt_panel.set_running(False)
-        self.memory_label.setText(f"model {human_size(model.memory_bytes)}")
+        self._show_memory()
         self.statusBar().showMessage(f"Loaded {model.info.name}.", 5000)
         chosen = self.model_panel.chosen_path()
         if chosen is not None:
@@ -199,6 +219,7 @@ class MainWindow(QMainWindow):
     def _show_run(self, run: Run, run_id: int | None) -> None:
         """Point the views at `run`: the single view for one sample, the panels for N."""
         self.run, self.run_id = run, run_id
+        self.ranking_strip.hide()
         single = len(run.samples) == 1
         self.views.setCurrentWidget(self.single_view if single else self.best_of_n_view)
         if single:
@@ -256,6 +277,50 @@ class MainWindow(QMainWindow):
             self.context_label.setText(
                 f"context {len(run.prompt_token_ids) + longest:,} / {self.model.n_ctx:,}")
 
+    # -- reward ----------------------------------------------------------------------------
+
+    def score_samples(self, reward_model: str, rubric: str) -> None:
+        """Score the samples on screen with a reward model, on the worker thread."""
+        run = self.run
+        if run is None or not run.finished:
+            self._errored("Generate samples first, then score them.")
+            return
+        self.banner.hide()
+        self.reward_panel.set_scoring(True)
+        self.prompt_panel.generate_button.setEnabled(False)
+        self.score_requested.emit(ScoreRequest(reward_model, rubric or None, run.prompt,
+                                               tuple(s.text for s in run.samples)))
+
+    def _reward_loaded(self, description: str, memory_bytes: int) -> None:
+        self._reward_bytes = memory_bytes
+        self.reward_panel.set_info(description)
+        self._show_memory()
+
+    def _scored(self, scores: list[float]) -> None:
+        self.reward_panel.set_scoring(False)
+        self.prompt_panel.set_running(False)
+        run = self.run
+        if run is None or len(scores) != len(run.samples):
+            return
+        for sample, score in zip(run.samples, scores, strict=True):
+            sample.scores["reward"] = score
+        if len(run.samples) == 1:
+            self.statusBar().showMessage(f"Reward: {scores[0]:.3f}", 10000)
+        else:
+            self.best_of_n_view.add_ranking("reward model", "reward")
+            self.best_of_n_view.refresh()
+            self.ranking_strip.set_rankings(run.rank("reward"), "reward",
+                                            run.rank("mean-logprob"), "mean logprob")
+        self.save_rankings()
+
+    def _show_memory(self) -> None:
+        if self.model is None:
+            return
+        text = f"model {human_size(self.model.memory_bytes)}"
+        if self._reward_bytes:
+            text += f" + reward model {human_size(self._reward_bytes)}"
+        self.memory_label.setText(text)
+
     # -- history ---------------------------------------------------------------------------
 
     def show_stored_run(self, run: Run, run_id: int) -> None:
@@ -285,6 +350,7 @@ class MainWindow(QMainWindow):
         self.redraw_timer.stop()
         self._redraw()
         self.model_panel.set_loading(False)
+        self.reward_panel.set_scoring(False)
         self.prompt_panel.set_running(False)
         if self.model is None:
             self.prompt_panel.generate_button.setEnabled(True)

@@ -96,6 +96,13 @@ def save_screenshots(out_dir: Path) -> list[Path]:
             window.best_of_n_view.set_method("mean-logprob")
             app.processEvents()
             saved.append(_save(window, out_dir / "best_of_n.png"))
+
+            window.reward_panel.score_button.click()  # the LLM judge: the loaded model
+            wait_for(window.worker.scored, window.worker.errored)
+            app.processEvents()
+            window.best_of_n_view.set_method("reward")
+            app.processEvents()
+            saved.append(_save(window, out_dir / "reward.png"))
             window.close()
         finally:
             if previous is None:

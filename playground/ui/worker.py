@@ -22,6 +22,7 @@ from playground.engine import BackendInfo, Engine, backend_info, load
 from playground.errors import PlaygroundError
 from playground.gguf_file import ModelInfo
 from playground.records import Run, RunEnd, SampleEnd
+from playground.reward import RewardModel, open_reward_model
 from playground.sampling import SamplingParams
 from playground.store import RunWriter, Store
 
@@ -56,6 +57,15 @@ class GenerateRequest:
     system: str | None
 
 
+@dataclass(frozen=True)
+class ScoreRequest:
+    reward_model: str
+    """'judge' (the loaded generator answers the rubric) or the path of a reward GGUF."""
+    rubric: str | None
+    prompt: str
+    responses: tuple[str, ...]
+
+
 class EngineWorker(QObject):
     """Lives on its own thread; see the module docstring."""
 
@@ -65,12 +75,17 @@ class EngineWorker(QObject):
     yielded = Signal(object)  # list of Events
     run_finished = Signal(object)  # RunStats
     errored = Signal(str)  # a one-line message for the user
+    reward_loaded = Signal(str, int)  # the reward model's description, its memory in bytes
+    reward_progressed = Signal(int, int)
+    scored = Signal(object)  # one score per response (NaN where cancelled)
 
     def __init__(self, store: Store | None = None) -> None:
         super().__init__()
         self.engine: Engine | None = None
         self.store = store
         """Where runs are recorded as they stream; None records nothing."""
+        self.reward: RewardModel | None = None
+        self._reward_key: tuple[str, str | None] | None = None
         self._cancel = threading.Event()
 
     def cancel(self) -> None:
@@ -88,6 +103,7 @@ class EngineWorker(QObject):
         with self._reporting_errors():
             engine = load(request.path, n_gpu_layers=request.n_gpu_layers, n_ctx=request.n_ctx,
                           progress=progress)
+            self._close_reward()  # a judge borrows the old engine
             if self.engine is not None:
                 self.engine.close()
             self.engine = engine
@@ -118,6 +134,31 @@ class EngineWorker(QObject):
                 if isinstance(event, RunEnd):
                     self.run_finished.emit(event.stats)
 
+    @Slot(object)
+    def score(self, request: ScoreRequest) -> None:
+        """Score responses with the reward model asked for, opening it (once) if needed."""
+        self._cancel.clear()
+        with self._reporting_errors():
+            key = (request.reward_model, request.rubric)
+            if self.reward is None or self._reward_key != key:
+                self._close_reward()
+                if request.reward_model == "judge" and self.engine is None:
+                    raise PlaygroundError("Load a model first: the judge is the loaded model.")
+                self.reward = open_reward_model(request.reward_model, judge_engine=self.engine,
+                                                rubric=request.rubric)
+                self._reward_key = key
+                owned = 0 if request.reward_model == "judge" else self.reward.memory_bytes
+                self.reward_loaded.emit(self.reward.describe(), owned)
+            scores = self.reward.score(
+                request.prompt, request.responses, cancel=self._cancel.is_set,
+                progress=lambda done, total: self.reward_progressed.emit(done, total))
+            self.scored.emit(scores)
+
+    def _close_reward(self) -> None:
+        if self.reward is not None:
+            self.reward.close()
+        self.reward, self._reward_key = None, None
+
     def _record(self, run: Run) -> RunWriter | None:
         """Start recording the run; a history that fails is reported, and generation goes on."""
         if self.store is None:
@@ -131,6 +172,7 @@ class EngineWorker(QObject):
     @Slot()
     def shut_down(self) -> None:
         """Free llama.cpp on the thread that owns it, then end the thread."""
+        self._close_reward()
         if self.engine is not None:
             self.engine.close()
             self.engine = None
