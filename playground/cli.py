@@ -107,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("backbone", type=Path, metavar="BACKBONE.gguf")
     p.add_argument("head", type=Path, metavar="HEAD.npy|HEAD.safetensors")
     p.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.gguf")
+    p.add_argument("--bias", type=float, default=None,
+                   help="the score layer's bias (default: the head file's score.bias, else 0)")
+    p.add_argument("--source", help="where the head came from, recorded in the file")
     p.set_defaults(handler=cmd_reward_pack)
 
     p = sub.add_parser("info", help="describe a model, with its scale figures")
@@ -377,7 +380,8 @@ def _read_responses(path: Path) -> list[str]:
 def cmd_reward_pack(args: argparse.Namespace) -> int:
     from playground.reward import pack_reward_model
 
-    out = pack_reward_model(args.backbone, args.head, args.output)
+    out = pack_reward_model(args.backbone, args.head, args.output, bias=args.bias,
+                            source=args.source)
     print(f"wrote {out}")
     return 0
 

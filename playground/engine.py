@@ -52,6 +52,7 @@ from playground.sampling import Sampler, SamplingParams, raw_stats
 MAX_SAMPLES = 32
 DEFAULT_CONTEXT = 4096
 PROMPT_BATCH = 512
+FORCED_BATCH = 32
 # Room left for llama.cpp's compute buffers and the rest of the app when sizing the KV cache.
 MEMORY_HEADROOM = 0.8
 
@@ -347,6 +348,12 @@ class Engine:
         self._batch: llama_cpp.llama_batch | None = None
         self._finalizer = weakref.finalize(self, _free, model, [None, None])
 
+    @property
+    def llama_model(self) -> llama_cpp.llama_model_p:
+        """The loaded llama.cpp model, for other contexts on the same weights (the reward
+        judge). Valid until close(); use it on the engine's thread."""
+        return self._model
+
     # -- lifetime --------------------------------------------------------------------------
 
     def close(self) -> None:
@@ -527,18 +534,22 @@ class Engine:
         llama_cpp.llama_set_n_threads(ctx, self.n_threads, self.n_threads_batch)
         everything = prompt + tokens
         first = len(prompt) - 1  # the position whose logits predict tokens[0]
+        for start in range(0, first, PROMPT_BATCH):  # the prompt, as generation reads it
+            chunk = everything[start : min(start + PROMPT_BATCH, first)]
+            self._fill_batch([(t, start + i, 0, False) for i, t in enumerate(chunk)])
+            self._decode(ctx)
+        # The scored tokens go in small batches: llama.cpp's CPU attention switches to a tiled
+        # kernel for 64 tokens or more, whose rounding would differ from generation's steps.
         seq = _Sequence(0, None)
         records: list[TokenRecord] = []
-        for start in range(0, len(everything) - 1, PROMPT_BATCH):
-            chunk = everything[start : start + PROMPT_BATCH]
-            self._fill_batch([(t, start + i, 0, start + i >= first) for i, t in enumerate(chunk)])
+        for start in range(first, len(everything) - 1, FORCED_BATCH):
+            chunk = everything[start : min(start + FORCED_BATCH, len(everything) - 1)]
+            self._fill_batch([(t, start + i, 0, True) for i, t in enumerate(chunk)])
             self._decode(ctx)
-            for i in range(max(0, first - start), len(chunk)):
-                target = start + i + 1
-                if target < len(everything):
-                    row = self._logits_row(ctx, i)
-                    records.append(self._record(seq, everything[target], row, math.nan,
-                                                top_logprobs))
+            for i in range(len(chunk)):
+                row = self._logits_row(ctx, i)
+                records.append(self._record(seq, everything[start + i + 1], row, math.nan,
+                                            top_logprobs))
         return records
 
     # -- internals -------------------------------------------------------------------------

@@ -13,10 +13,11 @@ backends that `open_reward_model` picks from the file:
 * the LLM judge: an instruct model is asked a yes/no rubric question about the response, and the
   score is log P(yes) - log P(no) read from its logits, with no sampling.
 
-All N responses are scored together: their tokens go into one llama.cpp decode as N sequences of a
-unified KV cache, and the tokens they share (the chat template and the prompt, usually most of the
-input) are decoded once and copied to every sequence. Scoring in a batch gives the same numbers as
-scoring one at a time (see `SCORE_UBATCH`), so a ranking never depends on what else was scored.
+All N responses are scored together, as N sequences of one unified KV cache: the tokens they share
+(the chat template and the prompt) are decoded once and copied to every sequence, then their own
+tokens go into the same decodes, as many as the context holds. Scoring in a batch gives the same
+numbers as scoring one at a time (see `SCORE_UBATCH`), so a score never depends on what else was
+scored with it.
 
 Like the engine, a reward model is not thread-safe: use it on one thread (the judge on the thread
 that owns its engine).
@@ -125,11 +126,15 @@ size made no measurable speed difference (11.7 s against 11.2 s for 8 x 150 toke
 """
 MAX_SEQUENCES = 64
 """Responses decoded together at most; more are scored in further decodes."""
+TAIL = 2
+"""Tokens of each input decoded with outputs on: its last (the one read) and one more, so that
+no decode holds a single token (see SCORE_UBATCH)."""
 DECODE_BATCH = 8 * SCORE_UBATCH
-"""Tokens per llama_decode call in causal scoring contexts. In embedding mode llama.cpp still
-computes and stores n_vocab logits for every token (measured: 390 MB more for 2,100 tokens of
-SmolLM2), so a decode of the whole 4,096-token context would take 2.5 GB for a 152k Qwen3
-vocabulary; 256 tokens take 155 MB, and micro-batches are SCORE_UBATCH tokens anyway."""
+"""Tokens per llama_decode call in causal scoring contexts. In embedding mode llama.cpp computes
+and stores n_vocab logits for every token (measured: 390 MB more for 2,100 tokens of SmolLM2):
+a decode of a whole 4,096-token context would take 2.5 GB for a 152k Qwen3 vocabulary. Only
+each input's TAIL tokens are decoded in embedding mode now, and micro-batches are SCORE_UBATCH
+tokens anyway, so small decodes cost nothing."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -221,8 +226,9 @@ class RewardModel(ABC):
         """Score every response to `prompt` in as few decodes as the context allows.
 
         `cancel` is polled before each decode: once it returns True no more is computed and the
-        responses not yet scored get NaN. `progress(done, total)` follows each decode. Raises
-        ResourceError, before anything is computed, when an input does not fit the context.
+        responses not yet scored get NaN. `progress(done, total)` follows each group of
+        responses decoded together. Raises ResourceError, before anything is computed, when an
+        input does not fit the context.
         """
         responses = list(responses)
         inputs = [self.input_tokens(prompt, r) for r in responses]
@@ -240,9 +246,16 @@ class RewardModel(ABC):
             scored.append(ScoredResponse(response, score, tuple(tokens), raw))
         return scored
 
-    @abstractmethod
     def input_tokens(self, prompt: str, response: str) -> list[int]:
         """The tokens this model reads to score `response` to `prompt`."""
+        if not self._decoder.open:
+            # The vocabulary may be freed with the model: never touch it after close().
+            raise PlaygroundError("this reward model is closed")
+        return self._input_tokens(prompt, response)
+
+    @abstractmethod
+    def _input_tokens(self, prompt: str, response: str) -> list[int]:
+        """See input_tokens."""
 
     @abstractmethod
     def _score(self, output: np.ndarray) -> tuple[float, tuple[float, ...]]:
@@ -309,7 +322,7 @@ class ScoreHeadModel(RewardModel):
         self.source = source
         self._vocab = llama_cpp.llama_model_get_vocab(decoder.model)
 
-    def input_tokens(self, prompt: str, response: str) -> list[int]:
+    def _input_tokens(self, prompt: str, response: str) -> list[int]:
         # As the model was trained: the conversation in its own chat template with no generation
         # prompt, tokenized with special tokens parsed; the last token of the rendered text is the
         # one pooled (for Qwen3 templates the "\n" after <|im_end|>, for Llama 3 <|eot_id|>).
@@ -349,7 +362,7 @@ class RerankerModel(RewardModel):
         lowered = [label.lower() for label in labels]
         self._yes_no = (lowered.index("yes"), lowered.index("no")) if len(labels) == 2 else None
 
-    def input_tokens(self, prompt: str, response: str) -> list[int]:
+    def _input_tokens(self, prompt: str, response: str) -> list[int]:
         if self.template is not None:
             # llama.cpp's server (format_prompt_rerank): fill the template, parse special tokens,
             # add none.
@@ -424,7 +437,7 @@ class JudgeModel(RewardModel):
                 f"{'yes' if not self.yes_ids else 'no'}, which the judge reads"
             )
 
-    def input_tokens(self, prompt: str, response: str) -> list[int]:
+    def _input_tokens(self, prompt: str, response: str) -> list[int]:
         content = JUDGE_PROMPT.format(prompt=prompt, response=response, rubric=self.rubric)
         if not self.engine.chat_template:
             return _tokenize(self._vocab, content + JUDGE_RAW_SUFFIX, add_special=True,
@@ -597,7 +610,7 @@ def _open_judge(path: Path | None, engine: Engine | None, rubric: str | None, n_
         header = read_header(engine.path)
         _check_judge_file(engine.path, header, _file_kind(header))
     try:
-        decoder = _Decoder(_model_handle(engine), n_ctx=n_ctx or engine.n_ctx,
+        decoder = _Decoder(engine.llama_model, n_ctx=n_ctx or engine.n_ctx,
                            kv_bytes_per_token=engine.kv_bytes_per_token,
                            n_threads=n_threads, embeddings=False, causal=True)
         try:
@@ -641,7 +654,7 @@ def _open_score_head(path: Path, header: GGUFHeader, n_gpu_layers: int, n_ctx: i
                              "the conversation in the chat template it was trained with")
     engine = load(path, n_gpu_layers=n_gpu_layers, n_ctx=n_ctx)
     try:
-        decoder = _Decoder(_model_handle(engine), n_ctx=engine.n_ctx,
+        decoder = _Decoder(engine.llama_model, n_ctx=engine.n_ctx,
                            kv_bytes_per_token=engine.kv_bytes_per_token, n_threads=n_threads,
                            embeddings=True, pooling=llama_cpp.LLAMA_POOLING_TYPE_LAST,
                            width=info.embedding_length, causal=True)
@@ -657,7 +670,7 @@ def _open_reranker(path: Path, header: GGUFHeader, rubric: str | None, n_gpu_lay
     info = model_info(path, header)
     engine = load(path, n_gpu_layers=n_gpu_layers, n_ctx=n_ctx)
     try:
-        model = _model_handle(engine)
+        model = engine.llama_model
         n_cls = int(llama_cpp.llama_model_n_cls_out(model))
         labels = tuple(
             (llama_cpp.llama_model_cls_label(model, i) or f"label_{i}".encode()).decode(
@@ -704,11 +717,6 @@ def _rerank_template(model: llama_cpp.llama_model_p, arch: str, labels: tuple[st
                           template, count=1)
         origin += " with the rubric as its instruction"
     return template, origin
-
-
-def _model_handle(engine: Engine) -> llama_cpp.llama_model_p:
-    # The engine keeps its llama_model private; a public accessor is proposed for engine.py.
-    return getattr(engine, "llama_model", None) or engine._model
 
 
 # ---------------------------------------------------------------------------------------------
@@ -800,7 +808,9 @@ class _Decoder:
         params.n_ctx = n_ctx
         params.n_batch = self.n_batch
         params.n_ubatch = SCORE_UBATCH if causal else n_ctx
-        params.n_seq_max = MAX_SEQUENCES + 1 if causal else 1  # + 1: the shared prefix
+        # + 1: the shared prefix's sequence. llama.cpp needs n_batch outputs >= n_seq_max.
+        params.n_seq_max = min(MAX_SEQUENCES + 1, self.n_batch) if causal else 1
+        self.max_sequences = max(1, params.n_seq_max - 1)
         params.kv_unified = True
         params.embeddings = embeddings
         params.pooling_type = pooling
@@ -818,6 +828,10 @@ class _Decoder:
         self._batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
         self._finalizer = weakref.finalize(self, _free, ctx, self._batch)
 
+    @property
+    def open(self) -> bool:
+        return self._finalizer.alive
+
     def close(self) -> None:
         self._finalizer()
 
@@ -828,7 +842,7 @@ class _Decoder:
         progress: Callable[[int, int], None] | None = None,
     ) -> list[np.ndarray | None]:
         """One output per input (None for those not reached before `cancel` returned True)."""
-        if not self._finalizer.alive:
+        if not self.open:
             raise PlaygroundError("this reward model is closed")
         results: list[np.ndarray | None] = [None] * len(inputs)
         if not inputs:
@@ -841,23 +855,32 @@ class _Decoder:
             llama_cpp.llama_memory_clear(memory, True)
         shared = _shared_prefix(inputs) if self.causal and len(inputs) > 1 else 0
         first_seq = 1 if shared else 0
-        # Embeddings need every token as an output; logits only each sequence's last.
-        prefix = [(t, i, 0, self.embeddings) for i, t in enumerate(inputs[0][:shared])]
-        if not self._decode_all(prefix, {}, results, cancelled):
+        # Only each input's last token is read. Tokens before its last TAIL go in with no output
+        # and, for a causal model, with embeddings off: in embedding mode llama.cpp makes every
+        # token an output and computes its n_vocab logits (and the last layer) for nothing.
+        # The KV cache gets the same values either way.
+        tail = TAIL if self.causal else None
+        prefix = [(t, i, 0, False) for i, t in enumerate(inputs[0][:shared])]
+        if not self._decode_all(prefix, {}, results, cancelled, embeddings=False):
             return results
         done = 0
         for chunk in self._chunks(inputs, shared):
-            entries: list[tuple[int, int, int, bool]] = []
+            body: list[tuple[int, int, int, bool]] = []
+            ends: list[tuple[int, int, int, bool]] = []
             last_of: dict[int, tuple[int, int]] = {}
             for j, index in enumerate(chunk):
                 seq = first_seq + j
                 if shared:
                     llama_cpp.llama_memory_seq_cp(memory, 0, seq, -1, -1)
                 own = inputs[index][shared:]
-                entries += [(token, shared + k, seq, self.embeddings or k == len(own) - 1)
-                            for k, token in enumerate(own)]
-                last_of[len(entries) - 1] = (seq, index)
-            finished = self._decode_all(entries, last_of, results, cancelled)
+                split = max(0, len(own) - tail) if tail else 0
+                body += [(token, shared + k, seq, False) for k, token in enumerate(own[:split])]
+                ends += [(token, shared + k, seq, self.embeddings or k == len(own) - 1)
+                         for k, token in enumerate(own[split:], split)]
+                last_of[len(ends) - 1] = (seq, index)
+            finished = (self._decode_all(body, {}, results, cancelled, embeddings=False)
+                        and self._decode_all(ends, last_of, results, cancelled,
+                                             embeddings=self.embeddings))
             if memory:
                 if shared:
                     for j in range(len(chunk)):
@@ -877,11 +900,17 @@ class _Decoder:
         last_of: dict[int, tuple[int, int]],
         results: list[np.ndarray | None],
         cancelled: Callable[[], bool],
+        *,
+        embeddings: bool,
     ) -> bool:
         """Decode `entries` in slices of n_batch tokens, reading the output of each sequence
         whose last token (`last_of`: entry -> (sequence, input index)) a slice held. Slices
-        bound llama.cpp's output buffer, which in embedding mode still holds n_vocab logits
-        for every token. False when cancelled."""
+        bound llama.cpp's output buffer, which in embedding mode holds n_vocab logits for every
+        token. False when cancelled."""
+        if not entries:
+            return True
+        if self.causal and self.embeddings:
+            llama_cpp.llama_set_embeddings(self._ctx, embeddings)
         bounds = _slices(len(entries), self.n_batch) if self.causal else [(0, len(entries))]
         for start, end in bounds:
             if cancelled():
@@ -903,7 +932,7 @@ class _Decoder:
         used = capacity + 1
         for i, tokens in enumerate(inputs):
             need = len(tokens) - shared
-            if used + need > capacity or len(chunks[-1]) >= MAX_SEQUENCES:
+            if used + need > capacity or len(chunks[-1]) >= self.max_sequences:
                 chunks.append([])
                 used = 0
             chunks[-1].append(i)
@@ -941,6 +970,8 @@ def _slices(n: int, size: int) -> list[tuple[int, int]]:
     """[start, end) of the decodes for n tokens: at most `size` each, and none whose last
     micro-batch would hold a single token (see SCORE_UBATCH) unless n is 1."""
     bounds = [(start, min(start + size, n)) for start in range(0, n, size)]
+    if not bounds:
+        return bounds
     start, end = bounds[-1]
     if (end - start) % SCORE_UBATCH == 1 and n > 1:
         if end - start > 1:
