@@ -399,7 +399,7 @@ def test_two_label_qwen3_reads_qwen3_reranker_prompt(reranker_paths):
         expected = _qwen3_reranker_prompt(instruction, "the query", "the document")
         with open_reward_model(reranker_paths[2], rubric=rubric) as model:
             tokens = model.score_detailed("the query", ["the document"])[0].input_token_ids
-            vocab = llama_cpp.llama_model_get_vocab(reward._model_handle(model.engine))
+            vocab = llama_cpp.llama_model_get_vocab(model.engine.llama_model)
             assert list(tokens) == reward._tokenize(vocab, expected, add_special=False,
                                                     parse_special=True)
         assert tokens[0] == tiny_models.TOKEN_IM_START
@@ -425,7 +425,7 @@ def test_one_label_reranker_slices_to_n_cls_out(reranker_paths):
 def test_pair_format_without_rerank_template(reranker_paths):
     with open_reward_model(reranker_paths[1]) as model:
         tokens = list(model.score_detailed("the cat", ["the dog"])[0].input_token_ids)
-        vocab = llama_cpp.llama_model_get_vocab(reward._model_handle(model.engine))
+        vocab = llama_cpp.llama_model_get_vocab(model.engine.llama_model)
         q = reward._tokenize(vocab, "the cat", add_special=False, parse_special=False)
         d = reward._tokenize(vocab, "the dog", add_special=False, parse_special=False)
         # This vocabulary asks for BOS only (no EOS, no SEP), as llama.cpp's server builds it.
@@ -439,7 +439,7 @@ def test_rerank_template_in_the_file_is_used(models: Path, reranker_paths):
     with open_reward_model(path) as model:
         assert "the file's rerank template" in model.describe()
         tokens = model.score_detailed("a", ["b"])[0].input_token_ids
-        vocab = llama_cpp.llama_model_get_vocab(reward._model_handle(model.engine))
+        vocab = llama_cpp.llama_model_get_vocab(model.engine.llama_model)
         assert list(tokens) == reward._tokenize(vocab, "<|im_start|>Q: a D: b<|im_end|>",
                                                 add_special=False, parse_special=True)
     assert tokens[0] == tiny_models.TOKEN_IM_START  # parsed as a special token
