@@ -536,16 +536,14 @@ class Engine:
         first = len(prompt) - 1  # the position whose logits predict tokens[0]
         for start in range(0, first, PROMPT_BATCH):  # the prompt, as generation reads it
             chunk = everything[start : min(start + PROMPT_BATCH, first)]
-            self._fill_batch([(t, start + i, 0, False) for i, t in enumerate(chunk)])
-            self._decode(ctx)
+            self._decode(ctx, [(t, start + i, 0, False) for i, t in enumerate(chunk)])
         # The scored tokens go in small batches: llama.cpp's CPU attention switches to a tiled
         # kernel for 64 tokens or more, whose rounding would differ from generation's steps.
         seq = _Sequence(0, None)
         records: list[TokenRecord] = []
         for start in range(first, len(everything) - 1, FORCED_BATCH):
             chunk = everything[start : min(start + FORCED_BATCH, len(everything) - 1)]
-            self._fill_batch([(t, start + i, 0, True) for i, t in enumerate(chunk)])
-            self._decode(ctx)
+            self._decode(ctx, [(t, start + i, 0, True) for i, t in enumerate(chunk)])
             for i in range(len(chunk)):
                 row = self._logits_row(ctx, i)
                 records.append(self._record(seq, everything[start + i + 1], row, math.nan,
@@ -646,36 +644,21 @@ class Engine:
                 return False
             chunk = prompt[first : first + PROMPT_BATCH]
             last = first + len(chunk) == len(prompt)
-            self._fill_batch([(t, first + i, 0, last and i == len(chunk) - 1)
-                              for i, t in enumerate(chunk)])
-            self._decode(ctx)
+            self._decode(ctx, [(t, first + i, 0, last and i == len(chunk) - 1)
+                               for i, t in enumerate(chunk)])
         self._cached_prompt = list(prompt)
         return True
 
     def _decode_step(
         self, ctx: llama_cpp.llama_context_p, live: list[_Sequence], position: int
     ) -> list[np.ndarray]:
-        self._fill_batch([(seq.sampler.history[-1], position, seq.index, True) for seq in live])
-        self._decode(ctx)
+        self._decode(ctx, [(seq.sampler.history[-1], position, seq.index, True)
+                           for seq in live])
         return [self._logits_row(ctx, j) for j in range(len(live))]
 
-    def _fill_batch(self, entries: list[tuple[int, int, int, bool]]) -> None:
-        """(token, position, sequence, wants logits) for each token of the next decode."""
-        batch = self._batch
-        for i, (token, pos, seq, logits) in enumerate(entries):
-            batch.token[i] = token
-            batch.pos[i] = pos
-            batch.n_seq_id[i] = 1
-            batch.seq_id[i][0] = seq
-            batch.logits[i] = logits
-        batch.n_tokens = len(entries)
-
-    def _decode(self, ctx: llama_cpp.llama_context_p) -> None:
-        code = llama_cpp.llama_decode(ctx, self._batch)
-        if code == 1:
-            raise ResourceError("the context is full: no room left in the KV cache")
-        if code != 0:
-            raise PlaygroundError(f"llama.cpp failed to decode (error {code})")
+    def _decode(self, ctx: llama_cpp.llama_context_p,
+                entries: list[tuple[int, int, int, bool]]) -> None:
+        decode(ctx, self._batch, entries)
 
     def _logits_row(self, ctx: llama_cpp.llama_context_p, index: int) -> np.ndarray:
         """A view of one output's logits; valid until the next decode."""
@@ -703,6 +686,24 @@ class Engine:
                 for i, lp in zip(stats.top_ids, stats.top_logprobs, strict=True)
             ),
         )
+
+
+def decode(ctx: llama_cpp.llama_context_p, batch: llama_cpp.llama_batch,
+           entries: list[tuple[int, int, int, bool]]) -> None:
+    """One llama_decode of (token, position, sequence, wants logits) entries, through `batch`
+    (from llama_batch_init, large enough); a full KV cache is a ResourceError."""
+    for i, (token, pos, seq, logits) in enumerate(entries):
+        batch.token[i] = token
+        batch.pos[i] = pos
+        batch.n_seq_id[i] = 1
+        batch.seq_id[i][0] = seq
+        batch.logits[i] = logits
+    batch.n_tokens = len(entries)
+    code = llama_cpp.llama_decode(ctx, batch)
+    if code == 1:
+        raise ResourceError("the context is full: no room left in the KV cache")
+    if code != 0:
+        raise PlaygroundError(f"llama.cpp failed to decode (error {code})")
 
 
 class _Sequence:

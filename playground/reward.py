@@ -47,6 +47,7 @@ from playground.engine import (
     MEMORY_HEADROOM,
     Engine,
     available_memory,
+    decode,
     default_threads,
     load,
 )
@@ -940,19 +941,7 @@ class _Decoder:
         return chunks
 
     def _decode(self, entries: list[tuple[int, int, int, bool]]) -> None:
-        batch = self._batch
-        for i, (token, pos, seq, output) in enumerate(entries):
-            batch.token[i] = token
-            batch.pos[i] = pos
-            batch.n_seq_id[i] = 1
-            batch.seq_id[i][0] = seq
-            batch.logits[i] = output
-        batch.n_tokens = len(entries)
-        code = llama_cpp.llama_decode(self._ctx, batch)
-        if code == 1:
-            raise ResourceError("the scoring context is full: no room left in the KV cache")
-        if code != 0:
-            raise PlaygroundError(f"llama.cpp failed to decode (error {code})")
+        decode(self._ctx, self._batch, entries)
 
     def _read(self, seq: int, batch_index: int) -> np.ndarray:
         if self.embeddings:
