@@ -571,11 +571,11 @@ def _is_json(text: str) -> bool:
 
 
 def _scan(text: str, start: int = 0):
-    """Yield (index, char, in_string) over `text`, treating escapes inside strings."""
+    """Yield (index, char, in_string, escaped) over `text`, the string state being the one after
+    `char` (a bracket never changes it, so for brackets it is also the state before)."""
     in_string = escaped = False
     for i in range(start, len(text)):
         c = text[i]
-        yield i, c, in_string
         if in_string:
             if escaped:
                 escaped = False
@@ -585,12 +585,13 @@ def _scan(text: str, start: int = 0):
                 in_string = False
         elif c == '"':
             in_string = True
+        yield i, c, in_string, escaped
 
 
 def _block_end(text: str, start: int) -> int:
     """Index just past the bracket closing the one at `start`, or len(text) if it never does."""
     depth = 0
-    for i, c, in_string in _scan(text, start):
+    for i, c, in_string, _ in _scan(text, start):
         if in_string:
             continue
         if c in "{[":
@@ -606,17 +607,10 @@ def _close(text: str) -> tuple[str, str]:
     """`text` with whatever it leaves open closed, and a description ("" if nothing was)."""
     stack: list[str] = []
     in_string = escaped = False
-    for c in text:
+    for _, c, in_string, escaped in _scan(text):  # noqa: B007 (both are read after the loop)
         if in_string:
-            if escaped:
-                escaped = False
-            elif c == "\\":
-                escaped = True
-            elif c == '"':
-                in_string = False
-        elif c == '"':
-            in_string = True
-        elif c in "{[":
+            continue
+        if c in "{[":
             stack.append("}" if c == "{" else "]")
         elif c in "}]" and stack:
             stack.pop()
@@ -642,7 +636,7 @@ def _drop_trailing_commas(text: str) -> tuple[str, int]:
     out = []
     removed = 0
     pending_comma = -1
-    for _, c, in_string in _scan(text):
+    for _, c, in_string, _ in _scan(text):
         if not in_string and c in "}]" and pending_comma >= 0:
             del out[pending_comma]
             removed += 1

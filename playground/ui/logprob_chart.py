@@ -62,6 +62,18 @@ def _floored(logprobs: np.ndarray) -> np.ndarray:
                       LOGPROB_FLOOR)
 
 
+def _header(title: str, mode: QComboBox) -> QHBoxLayout:
+    """A chart's header row: a muted title and its mode chooser."""
+    header = QHBoxLayout()
+    header.setContentsMargins(4, 0, 4, 0)
+    label = QLabel(title)
+    label.setStyleSheet("color: #555;")
+    header.addWidget(label)
+    header.addWidget(mode)
+    header.addStretch(1)
+    return header
+
+
 class LogprobChart(QWidget):
     """One sample, token by token: probability (or logprob) bars above, entropy below."""
 
@@ -80,13 +92,7 @@ class LogprobChart(QWidget):
         self._mode.addItems([PROBABILITY, LOGPROB])
         self._mode.setToolTip("Plot each token's probability, or its log-probability")
         self._mode.currentTextChanged.connect(self._redraw_values)
-        header = QHBoxLayout()
-        header.setContentsMargins(4, 0, 4, 0)
-        title = QLabel("per token")
-        title.setStyleSheet("color: #555;")
-        header.addWidget(title)
-        header.addWidget(self._mode)
-        header.addStretch(1)
+        header = _header("per token", self._mode)
         entropy_key = QLabel("below: entropy (nats)")
         entropy_key.setStyleSheet(f"color: {_ENTROPY_COLOR.name()};")
         header.addWidget(entropy_key)
@@ -322,13 +328,7 @@ class OverlayChart(QWidget):
             "where samples were unsure"
         )
         self._mode.currentTextChanged.connect(self._redraw)
-        header = QHBoxLayout()
-        header.setContentsMargins(4, 0, 4, 0)
-        title = QLabel("all samples")
-        title.setStyleSheet("color: #555;")
-        header.addWidget(title)
-        header.addWidget(self._mode)
-        header.addStretch(1)
+        header = _header("all samples", self._mode)
 
         self._plot = pg.PlotWidget()
         self._plot.setMenuEnabled(False)
