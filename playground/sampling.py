@@ -19,6 +19,7 @@ import math
 import secrets
 from collections import deque
 from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 import numpy as np
 
@@ -128,12 +129,27 @@ def top_indices(scores: np.ndarray, k: int, peak: float | None = None) -> np.nda
     margin = 2.0
     while True:
         pool = np.flatnonzero(scores >= peak - margin)
-        if pool.shape[0] >= k or not np.isfinite(margin):
+        if pool.shape[0] >= k:
+            break
+        if margin > 1e6:  # fewer than k finite scores (a constraint masked the rest)
+            pool = np.arange(scores.shape[0])
             break
         margin *= 4
     if pool.shape[0] > k:
         pool = pool[np.argpartition(scores[pool], -k)[-k:]]
     return pool[np.argsort(-scores[pool], kind="stable")]
+
+
+class Constraint(Protocol):
+    """Limits what one sequence may draw next (e.g. a grammar); the engine keeps one per
+    sample: `apply` before every draw, `accept` with the token drawn."""
+
+    def apply(self, logits: np.ndarray) -> np.ndarray:
+        """The logits with -inf for every token not allowed next."""
+        ...
+
+    def accept(self, token: int) -> None:
+        ...
 
 
 @dataclass

@@ -11,10 +11,11 @@ from __future__ import annotations
 import threading
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
@@ -66,6 +67,17 @@ class ScoreRequest:
     responses: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class Job:
+    """Any other work on the engine's thread: `work(engine, progress, cancel)` returns the
+    result (the demonstrations, see `playground.scenarios`). `engine` is the loaded model, or
+    None when `needs_engine` is False."""
+
+    name: str
+    work: Callable[[Engine | None, Callable[[int, int], None], Callable[[], bool]], Any]
+    needs_engine: bool = True
+
+
 class EngineWorker(QObject):
     """Lives on its own thread; see the module docstring."""
 
@@ -78,6 +90,8 @@ class EngineWorker(QObject):
     reward_loaded = Signal(str, int)  # the reward model's description, its memory in bytes
     reward_progressed = Signal(int, int)
     scored = Signal(object)  # one score per response (NaN where cancelled)
+    job_progressed = Signal(int, int)
+    job_ended = Signal(str, object, str)  # name, result (None if it failed), message ("" if not)
 
     def __init__(self, store: Store | None = None) -> None:
         super().__init__()
@@ -154,6 +168,21 @@ class EngineWorker(QObject):
                 progress=lambda done, total: self.reward_progressed.emit(done, total))
             self.scored.emit(scores)
 
+    @Slot(object)
+    def run_job(self, job: Job) -> None:
+        """Run `job` and end it with `job_ended`: its result, or the one-line reason it failed
+        ("Cancelled." when it was stopped). Failures are not sent to `errored`: the view that
+        asked for the job shows them."""
+        self._cancel.clear()
+        result, message = None, ""
+        try:
+            if job.needs_engine and self.engine is None:
+                raise PlaygroundError("Load a model first.")
+            result = job.work(self.engine, self.job_progressed.emit, self._cancel.is_set)
+        except Exception as error:
+            message = self._message(error)
+        self.job_ended.emit(job.name, result, message)
+
     def _close_reward(self) -> None:
         if self.reward is not None:
             self.reward.close()
@@ -183,11 +212,14 @@ class EngineWorker(QObject):
         """Every error of a worker call ends as one `errored` message; the thread lives on."""
         try:
             yield
-        except PlaygroundError as error:
-            self.errored.emit("Cancelled." if self._cancel.is_set() else str(error))
         except Exception as error:
-            traceback.print_exc()  # for developers; the user gets one line
-            self.errored.emit(f"Unexpected error: {type(error).__name__}: {error}")
+            self.errored.emit(self._message(error))
+
+    def _message(self, error: Exception) -> str:
+        if isinstance(error, PlaygroundError):
+            return "Cancelled." if self._cancel.is_set() else str(error)
+        traceback.print_exc()  # a bug: for developers; the user gets one line
+        return f"Unexpected error: {type(error).__name__}: {error}"
 
 
 def start_worker(parent: QObject, store: Store | None) -> tuple[EngineWorker, QThread]:
