@@ -144,6 +144,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_import)
 
+    p = sub.add_parser("demo", help="run a demonstration from its ready scenario")
+    p.add_argument("scenario", nargs="?", metavar="SCENARIO",
+                   help="a scenario or demonstration name (see --list)")
+    p.add_argument("--list", action="store_true", help="list the scenarios")
+    p.add_argument("--model", "-m", type=Path, help="a .gguf file (default: the embedded SmolLM2)")
+    p.add_argument("--n-gpu-layers", type=int, default=0, metavar="L")
+    p.add_argument("--prompt", "-p", help="replace the scenario's prompt (or question)")
+    p.add_argument("-n", type=int, help="replace the scenario's number of samples")
+    p.add_argument("--temperature", "-t", type=float, help="replace the scenario's temperature")
+    p.add_argument("--max-tokens", type=int, help="replace the scenario's max tokens")
+    p.add_argument("--seed", type=int, help="default: a fresh random seed")
+    p.add_argument("--profile", choices=["small", "medium"],
+                   help="the scenario's settings for a model of this size (default: by the "
+                        "model's parameters)")
+    p.add_argument("--no-judge", action="store_true",
+                   help="hallucination: the overlap measure only, without the judge")
+    p.add_argument("--base-model", type=Path, metavar="PATH",
+                   help="base-vs-instruct: the base GGUF (default: Gemma 3 270M from PyPI)")
+    p.add_argument("--sentence", type=int, help="tokens: which parallel sentence (from 0)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_demo)
+
     p = sub.add_parser("screenshot", help="save PNGs of the app after short real runs")
     p.add_argument("out_dir", type=Path, help="folder for the PNG files")
     p.set_defaults(handler=cmd_screenshot)
@@ -456,6 +478,128 @@ def cmd_import(args: argparse.Namespace) -> int:
     else:
         print(f"imported {len(ids)} runs: {', '.join(map(str, ids))}")
     return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+
+    from playground import scenarios as sc
+
+    if args.list or not args.scenario:
+        every = sc.scenarios()
+        if args.json:
+            _print_json({"scenarios": [{"name": s.name, "demo": s.demo, "title": s.title}
+                                       for s in every]})
+        else:
+            for s in every:
+                print(f"{s.name:32} {s.title}")
+        return 0
+    scenario = sc.find_scenario(args.scenario)
+    prompt = args.prompt if args.prompt is not None else scenario.prompt
+    if scenario.demo == "base-vs-instruct":
+        profile = args.profile or "small"
+        params, _ = scenario.params(profile)
+        result = sc.run_base_vs_instruct(args.base_model or sc.base_model(), args.model, prompt,
+                                         _demo_params(args, params))
+        return _demo_output(args, scenario, profile, result.to_json())
+    from playground.engine import load
+
+    engine = load(args.model, n_gpu_layers=args.n_gpu_layers)
+    profile = args.profile or sc.profile_for(engine.info)
+    params, n = scenario.params(profile)
+    params, n = _demo_params(args, params), args.n or n
+    chat = scenario.chat and engine.chat_template is not None
+    extra = scenario.extra
+    if scenario.demo == "inconsistency":
+        document = sc.run_inconsistency(engine, prompt, params, n, chat=chat).to_json()
+    elif scenario.demo == "hallucination":
+        consistency = sc.run_consistency(engine, prompt, params, n, chat=chat,
+                                         judge=not args.no_judge)
+        snow = extra["snowball"]
+        snowball = sc.run_snowball(
+            engine, snow["prompt"], sc.snowball_params(snow, params), chat=snow["chat"],
+            branch_at=snow.get("at", ""), branch_position=snow.get("position"),
+            branch_text=snow["text"], claim=snow["claim"])
+        document = {"consistency": consistency.to_json(), "snowball": snowball.to_json()}
+    elif scenario.demo == "robustness":
+        document = sc.run_robustness(engine, prompt, params, options=extra.get("options"),
+                                     user_text=extra.get("variant", ""), chat=chat,
+                                     seed=params.seed or 0).to_json()
+    elif scenario.demo == "structured":
+        document = sc.run_structured(engine, prompt, extra["schema"], params, n,
+                                     chat=chat).to_json()
+    else:
+        sentence = extra.get("sentence", 0) if args.sentence is None else args.sentence
+        document = sc.run_tokens(engine, sentence).to_json()
+    return _demo_output(args, scenario, profile, {"model": engine.info.to_json(), **document})
+
+
+def _demo_params(args: argparse.Namespace, params: SamplingParams) -> SamplingParams:
+    from dataclasses import replace
+
+    changes = {name: value for name, value in (
+        ("temperature", args.temperature), ("max_tokens", args.max_tokens), ("seed", args.seed)
+    ) if value is not None}
+    return replace(params, **changes).validate()
+
+
+def _demo_output(args: argparse.Namespace, scenario, profile: str,
+                 document: dict[str, Any]) -> int:
+    if args.json:
+        _print_json({"scenario": scenario.name, "demo": scenario.demo, "profile": profile,
+                     **document})
+        return 0
+    print(f"{scenario.title}\n\n{scenario.explanation}\n")
+    for line in _demo_summary(scenario.demo, document):
+        print(line)
+    return 0
+
+
+def _demo_summary(demo: str, d: dict[str, Any]) -> Iterator[str]:
+    """A few plain lines per demonstration; --json has everything."""
+    def quoted(text: str) -> str:
+        return "  " + " ".join(text.split())
+
+    if demo == "inconsistency":
+        for key, label in (("free", "Seed unlocked"), ("locked", "Seed locked")):
+            part = d[key]
+            yield f"{label}: {len(part['samples'])} runs, {part['distinct']} different answers"
+            yield from (quoted(s["text"]) for s in part["samples"])
+    elif demo == "hallucination":
+        for sample in d["consistency"]["samples"]:
+            yield f"Answer {sample['index'] + 1}:"
+            for x in sample["sentences"]:
+                judge = "" if x["judge"] is None else f", judge {x['judge']:.0%}"
+                flag = "  << low support" if x["flagged"] else ""
+                yield f"  [{x['overlap']:.0%}{judge}] {x['text']}{flag}"
+        snow = d["snowball"]
+        yield f"Original: {snow['original']['text']!r}"
+        if snow["branch"]:
+            yield f"Forced:   {snow['branch']['text']!r}"
+        claim = snow["claim"]["tokens"]
+        yield "Claim: " + " ".join(f"{t['text']!r}={t['prob']:.1%}" for t in claim)
+    elif demo == "robustness":
+        yield f"Majority answer {d['answer']} in {d['share']:.0%} of the variants"
+        for v in d["variants"]:
+            mark = "agrees" if v["agrees"] else "differs"
+            yield f"  {v['kind']:26} {v['answer']!s:5} {mark:8}{quoted(v['output'])}"
+    elif demo == "structured":
+        for key, label in (("constrained", "Constrained by the grammar"),
+                           ("free", "Unconstrained")):
+            c = d[key]
+            yield (f"{label}: {c['valid']} of {c['total']} valid, {c['valid_after_repair']} more "
+                   f"after repair")
+        if d["free"]["common_failure_count"] >= 2:
+            yield (f"Repeated failure ({d['free']['common_failure_count']}x): "
+                   f"{d['free']['common_failure']}")
+    elif demo == "tokens":
+        for lang in d["languages"]:
+            yield (f"  {lang['language']:8} {lang['tokens']:3} tokens  "
+                   f"{lang['tokens_per_word']:.2f}/word  {lang['tokens_per_char']:.2f}/char  "
+                   f"median {lang['median_tokens']:g}")
+    else:
+        for key in ("base", "instruct"):
+            side = d[key]
+            yield f"{key.capitalize()} ({side['model']}): {' '.join(side['text'].split())}"
 
 
 def cmd_screenshot(args: argparse.Namespace) -> int:

@@ -432,20 +432,24 @@ def run_snowball(
     params: SamplingParams,
     *,
     chat: bool,
+    branch_at: str = "",
     branch_position: int | None = None,
     branch_text: str = "",
     claim: str = "",
     progress: Progress = _quiet,
     cancel: Cancel = _never,
 ) -> SnowballResult:
-    """One answer; a branch forcing `branch_text` at `branch_position`; `claim` teacher-forced
-    after the same prompt."""
+    """One answer; a branch forcing `branch_text` in place of the token where `branch_at` first
+    appears in the answer (else at `branch_position`); `claim` teacher-forced after the same
+    prompt."""
     step = _counter(progress, 3)
     run = _generate(engine, engine.start_run(prompt, params.resolved(), 1, chat=chat), cancel,
                     step)
     branch = None
+    original = run.samples[0]
+    found = token_at_text(original.tokens, branch_at) if branch_at else None
+    branch_position = found if found is not None else branch_position
     if branch_position is not None and branch_text:
-        original = run.samples[0]
         if not 0 <= branch_position <= len(original.tokens):
             raise InvalidRequestError(
                 f"the answer has {len(original.tokens)} tokens: cannot branch at "
@@ -459,6 +463,26 @@ def run_snowball(
         if claim else []
     step()
     return SnowballResult(run, branch, scored)
+
+
+def token_at_text(tokens: Sequence[TokenRecord], text: str) -> int | None:
+    """The position of the token in which `text` first starts, in the tokens' joined text."""
+    offset = "".join(t.text for t in tokens).find(text)
+    if offset < 0:
+        return None
+    end = 0
+    for i, record in enumerate(tokens):
+        end += len(record.text)
+        if end > offset:
+            return i
+    return None
+
+
+def snowball_params(snowball: dict[str, Any], params: SamplingParams) -> SamplingParams:
+    """Greedy, so that the branch is the only difference, with the snowball's own length and
+    stop strings (a scenario's "snowball" object)."""
+    return replace(params, temperature=0.0, max_tokens=int(snowball.get("max_tokens", 40)),
+                   stop=tuple(snowball.get("stop", ()))).validate()
 
 
 def score_claim(engine: Engine, prompt_tokens: list[int], text: str,
