@@ -38,7 +38,7 @@ def test_every_scenario_loads_and_every_demo_has_one() -> None:
 
 def test_a_broken_scenario_file_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text('{"demo": "tokens", "title": "x"}')
-    with pytest.raises(InvalidRequestError, match="bad.json: not a usable scenario"):
+    with pytest.raises(InvalidRequestError, match=r"bad\.json: not a usable scenario"):
         sc.scenarios(tmp_path)
 
 
