@@ -8,10 +8,22 @@ a time, in order; the first is the inputs.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QLabel, QWidget
+from PySide6.QtCore import QEvent, QObject, Qt, Signal
+from PySide6.QtGui import QFontMetricsF
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QAbstractScrollArea,
+    QHeaderView,
+    QLabel,
+    QPlainTextEdit,
+    QSizePolicy,
+    QTableWidget,
+    QVBoxLayout,
+    QWidget,
+)
 
 from playground.scenarios import Scenario
 from playground.ui.worker import Job
@@ -55,3 +67,65 @@ def note(text: str = "") -> QLabel:
     label.setObjectName("note")
     label.setWordWrap(True)
     return label
+
+
+def section(*widgets: QWidget) -> QWidget:
+    """Widgets stacked into one section of a view."""
+    widget = QWidget()
+    layout = QVBoxLayout(widget)
+    layout.setContentsMargins(0, 4, 0, 4)
+    for child in widgets:
+        layout.addWidget(child)
+    return widget
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split()) or "(nothing)"
+
+
+def fitted_table(columns: tuple[str, ...], stretch: tuple[int, ...]) -> QTableWidget:
+    """A read-only table of one-line rows, as tall as its rows (also after presentation mode
+    enlarges the font): the view scrolls as a whole, and a scroll bar inside would hide rows.
+    The `stretch` columns share the width the others leave."""
+    table = QTableWidget(0, len(columns))
+    table.setHorizontalHeaderLabels(columns)
+    table.verticalHeader().hide()
+    table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+    table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+    table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+    table.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    table.setSizeAdjustPolicy(QAbstractScrollArea.SizeAdjustPolicy.AdjustToContents)
+    table.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+    table.setWordWrap(False)
+    header = table.horizontalHeader()
+    for column in range(len(columns)):
+        header.setSectionResizeMode(
+            column, QHeaderView.ResizeMode.Stretch if column in stretch
+            else QHeaderView.ResizeMode.ResizeToContents)
+    return table
+
+
+class LinesTall(QObject):
+    """Keeps a text box `lines` lines tall in whatever font it has, also after presentation mode
+    enlarges it (a height in pixels would cut the text off)."""
+
+    def __init__(self, edit: QPlainTextEdit, lines: int) -> None:
+        super().__init__(edit)
+        self.lines = lines
+        edit.installEventFilter(self)
+        self.fit(edit)
+
+    def fit(self, edit: QPlainTextEdit) -> None:
+        # Lines are laid out a whole number of pixels tall; half a line more because the text
+        # box scrolls as soon as its last line touches the edge.
+        text = (self.lines + 0.5) * math.ceil(QFontMetricsF(edit.font()).lineSpacing())
+        margins = edit.contentsMargins()
+        chrome = (2 * edit.document().documentMargin() + margins.top() + margins.bottom()
+                  + 2 * edit.frameWidth())
+        edit.setFixedHeight(round(text + chrome))
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.FontChange:
+            self.fit(watched)
+        return False

@@ -61,7 +61,7 @@ from playground.scenarios import (
     snowball_params,
 )
 from playground.scoring import mean_logprob
-from playground.ui.demo_view import DemoView, caption, note
+from playground.ui.demo_view import DemoView, caption, note, section
 from playground.ui.probability_legend import ProbabilityLegend
 from playground.ui.sample_panel import fitted_tokens
 from playground.ui.token_popup import format_probability, visible_text
@@ -273,15 +273,6 @@ def _spin(low: int, high: int, tip: str) -> QSpinBox:
     return box
 
 
-def _section(*widgets: QWidget) -> QWidget:
-    section = QWidget()
-    layout = QVBoxLayout(section)
-    layout.setContentsMargins(0, 8, 0, 8)
-    for widget in widgets:
-        layout.addWidget(widget)
-    return section
-
-
 class HallucinationView(DemoView):
     demo = "hallucination"
 
@@ -375,19 +366,19 @@ class HallucinationView(DemoView):
         self.claim_note = note()
 
         self._sections = [
-            _section(input_widget),
-            _section(self.answers_caption, legend, self.answers, self.answers_note),
-            _section(caption("Force one unlikely token: the answer builds on it"),
+            section(input_widget),
+            section(self.answers_caption, legend, self.answers, self.answers_note),
+            section(caption("Force one unlikely token: the answer builds on it"),
                      self.snowball_caption, self.tree, self.branch_view, _wrap(key),
                      self.branch_note),
-            _section(caption("A false claim, token by token, as the model sees it"),
+            section(caption("A false claim, token by token, as the model sees it"),
                      _wrap(claim_row), self.claim_view,
                      self.claim_note),
         ]
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        for section in self._sections:
-            layout.addWidget(section)
+        for part in self._sections:
+            layout.addWidget(part)
         layout.addStretch(1)
 
     # -- DemoView --------------------------------------------------------------------------

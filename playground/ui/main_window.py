@@ -31,6 +31,7 @@ from playground.records import Run, RunStats
 from playground.store import RunRequest, open_store
 from playground.ui import background
 from playground.ui.best_of_n_view import BestOfNView
+from playground.ui.demos_tab import DemosTab
 from playground.ui.history_panel import HistoryPanel
 from playground.ui.model_panel import EMBEDDED, ModelPanel
 from playground.ui.prompt_panel import PromptPanel
@@ -57,6 +58,7 @@ class MainWindow(QMainWindow):
     generate_requested = Signal(object)
     shutdown_requested = Signal()
     score_requested = Signal(object)
+    job_requested = Signal(object)
 
     def __init__(self, settings: Settings | None = None) -> None:
         super().__init__()
@@ -67,6 +69,7 @@ class MainWindow(QMainWindow):
         self.run: Run | None = None
         self.model: LoadedModel | None = None
         self._dirty = False
+        self._normal_state = self.windowState()
 
         self.model_panel = ModelPanel()
         self.sampling_panel = SamplingPanel()
@@ -83,6 +86,7 @@ class MainWindow(QMainWindow):
         self.history_panel = HistoryPanel(self.store)
         self.reward_panel = RewardPanel()
         self.ranking_strip = RankingStrip()
+        self.demos_tab = DemosTab()
         self._reward_bytes = 0
         self._build_layout()
         self._build_status_bar()
@@ -113,6 +117,12 @@ class MainWindow(QMainWindow):
         self.worker.reward_loaded.connect(self._reward_loaded)
         self.worker.reward_progressed.connect(self.reward_panel.set_progress)
         self.worker.scored.connect(self._scored)
+        self.job_requested.connect(self.worker.run_job)
+        self.demos_tab.job_requested.connect(self.job_requested)
+        self.demos_tab.cancel_requested.connect(self.stop)
+        self.demos_tab.presenting_changed.connect(self._presenting)
+        self.worker.job_progressed.connect(self.demos_tab.job_progressed)
+        self.worker.job_ended.connect(self.demos_tab.job_ended)
 
         self.redraw_timer = QTimer(self)
         self.redraw_timer.setInterval(REDRAW_INTERVAL_MS)
@@ -149,10 +159,12 @@ class MainWindow(QMainWindow):
         self.tabs = QTabWidget()
         self.tabs.setDocumentMode(True)
         self.tabs.addTab(generate_tab, "Generate")
+        self.tabs.addTab(self.demos_tab, "Demos")
         self.tabs.addTab(self.history_panel, "History")
         self.generate_tab = generate_tab
         right.addWidget(self.tabs, 1)
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.sidebar = scroll
         self.splitter.addWidget(scroll)
         self.splitter.addWidget(main)
         self.splitter.setStretchFactor(1, 1)
@@ -191,6 +203,7 @@ class MainWindow(QMainWindow):
             self.prefs.last_model = ""
         if not model.info.has_chat_template:
             self.prompt_panel.raw_button.setChecked(True)
+        self.demos_tab.set_model(model.info)
 
     # -- generation ------------------------------------------------------------------------
 
@@ -320,6 +333,20 @@ class MainWindow(QMainWindow):
         if self._reward_bytes:
             text += f" + reward model {human_size(self._reward_bytes)}"
         self.memory_label.setText(text)
+
+    # -- demonstrations --------------------------------------------------------------------
+
+    def _presenting(self, on: bool) -> None:
+        """Presentation mode: the demonstration alone, full screen."""
+        self.sidebar.setVisible(not on)
+        self.tabs.tabBar().setVisible(not on)
+        self.statusBar().setVisible(not on)
+        self.banner.hide()
+        if on:
+            self._normal_state = self.windowState()
+            self.showFullScreen()
+        else:
+            self.setWindowState(self._normal_state)
 
     # -- history ---------------------------------------------------------------------------
 

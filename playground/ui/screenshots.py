@@ -1,7 +1,8 @@
 """`playground screenshot OUT_DIR`: the real app, short real runs, saved as PNGs.
 
 Settings go to a temporary data dir so that the images never depend on (or change) the user's
-own settings. The runs use fixed seeds, so the images are repeatable on one machine.
+own settings. The Generate runs use fixed seeds, so those images repeat on one machine; the
+demonstrations run their scenarios as a user would, with fresh seeds.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from PySide6.QtCore import QEventLoop, QObject, QTimer, SignalInstance, Slot
 from playground import paths
 from playground.errors import PlaygroundError
 from playground.sampling import SamplingParams
+from playground.scenarios import DEMOS
 from playground.ui.app import application
 from playground.ui.main_window import MainWindow
 
@@ -103,6 +105,8 @@ def save_screenshots(out_dir: Path) -> list[Path]:
             window.best_of_n_view.set_method("reward")
             app.processEvents()
             saved.append(_save(window, out_dir / "reward.png"))
+
+            saved += _demo_screenshots(app, window, out_dir)
             window.close()
         finally:
             if previous is None:
@@ -110,6 +114,43 @@ def save_screenshots(out_dir: Path) -> list[Path]:
             else:
                 os.environ[paths.DATA_DIR_ENV] = previous
     return saved
+
+
+def _demo_screenshots(app, window: MainWindow, out_dir: Path) -> list[Path]:
+    """Each demonstration's first scenario, run in the Demos tab; then presentation mode."""
+    tab = window.demos_tab
+    window.tabs.setCurrentWidget(tab)
+    saved = []
+    for demo in DEMOS:
+        scenario = next(s for s in tab.scenarios if s.demo == demo)
+        tab.choose(scenario.name)
+        tab.run_current()
+        _wait_until(app, lambda: not tab.running)
+        if tab.message.isVisible():
+            raise PlaygroundError(f"{demo}: {tab.message.text()}")
+        app.processEvents()
+        saved.append(_save(window, out_dir / f"demo_{demo.replace('-', '_')}.png"))
+    tab.choose(next(s.name for s in tab.scenarios if s.demo == "tokens"))
+    tab.run_current()
+    _wait_until(app, lambda: not tab.running)
+    tab.set_presenting(True)
+    tab.set_step(2)
+    app.processEvents()
+    saved.append(_save(window, out_dir / "presentation.png"))
+    tab.set_presenting(False)
+    return saved
+
+
+def _wait_until(app, done, timeout_ms: int = TIMEOUT_MS) -> None:
+    loop = QEventLoop()
+    timer = QTimer()
+    timer.timeout.connect(lambda: done() and loop.quit())
+    timer.start(50)
+    QTimer.singleShot(timeout_ms, loop.quit)
+    loop.exec()
+    timer.stop()
+    if not done():
+        raise PlaygroundError("timed out waiting for the app")
 
 
 def _save(window: MainWindow, path: Path) -> Path:

@@ -1,0 +1,303 @@
+"""The Demos tab: pick a demonstration or a scenario, read what it shows, run it, present it.
+
+One scenario picker serves both ways of working: choosing a demonstration on the left picks its
+first scenario, choosing a scenario shows its demonstration. Jobs go to the engine's thread
+through `job_requested` (the main window forwards them); `job_progressed` and `job_ended` come
+back. Presentation mode hides everything but the demonstration, makes text large and high in
+contrast, and reveals the view's sections one step at a time (→ / Space: next, ←: back,
+Esc: leave).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QKeyEvent
+from PySide6.QtWidgets import (
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from playground.errors import PlaygroundError
+from playground.gguf_file import ModelInfo
+from playground.scenarios import DEMOS, Scenario, profile_for, scenarios
+from playground.ui.base_instruct_view import BaseInstructView
+from playground.ui.demo_view import DemoView
+from playground.ui.hallucination_view import HallucinationView
+from playground.ui.inconsistency_view import InconsistencyView
+from playground.ui.robustness_view import RobustnessView
+from playground.ui.structured_view import StructuredView
+from playground.ui.tokens_view import TokensView
+
+
+class DemosTab(QWidget):
+    job_requested = Signal(object)  # Job
+    cancel_requested = Signal()
+    presenting_changed = Signal(bool)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("demos")
+        self.scenarios: list[Scenario] = []
+        self.profile = "small"
+        self.presenting = False
+        self.step = 0
+        self._running: DemoView | None = None
+        self._result_shown: set[str] = set()
+
+        self.views: dict[str, DemoView] = {}
+        self.stack = QStackedWidget()
+        for view in (InconsistencyView(), HallucinationView(), RobustnessView(),
+                     StructuredView(), TokensView(), BaseInstructView()):
+            self.views[view.demo] = view
+            view.job_requested.connect(lambda job, v=view: self._request(v, job))
+            scroll = QScrollArea()
+            scroll.setWidget(view)
+            scroll.setWidgetResizable(True)
+            scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+            self.stack.addWidget(scroll)
+
+        self.demo_list = QListWidget()
+        self.demo_list.addItems(list(DEMOS.values()))
+        self.demo_list.setFixedWidth(self.demo_list.sizeHintForColumn(0) + 28)
+        self.demo_list.currentRowChanged.connect(self._demo_chosen)
+
+        self.title = QLabel()
+        self.title.setObjectName("demoTitle")
+        self.explanation = QLabel()
+        self.explanation.setObjectName("explanation")
+        self.explanation.setWordWrap(True)
+        self.scenario_box = QComboBox()
+        self.scenario_box.setToolTip("A ready scenario: prompts and settings that show the effect")
+        self.scenario_box.currentIndexChanged.connect(self._scenario_chosen)
+        self.run_button = QPushButton("Run")
+        self.run_button.setObjectName("primary")
+        self.run_button.setToolTip("Run the demonstration with the settings below")
+        self.run_button.clicked.connect(self.run_current)
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setEnabled(False)
+        self.stop_button.clicked.connect(self.cancel_requested)
+        self.progress = QProgressBar()
+        self.progress.setFixedHeight(6)
+        self.progress.setTextVisible(False)
+        self.progress.hide()
+        self.back_button = QPushButton("◀ Back")
+        self.back_button.clicked.connect(lambda: self.set_step(self.step - 1))
+        self.next_button = QPushButton("Next ▶")
+        self.next_button.setObjectName("primary")
+        self.next_button.clicked.connect(self.next_step)
+        self.step_label = QLabel()
+        self.step_label.setObjectName("stepLabel")
+        self.present_button = QPushButton("Present")
+        self.present_button.setCheckable(True)
+        self.present_button.setToolTip("Presentation mode: large text, one step at a time "
+                                       "(→ next, ← back, Esc leaves)")
+        self.present_button.toggled.connect(self.set_presenting)
+        self.message = QLabel()
+        self.message.setObjectName("demoMessage")
+        self.message.setWordWrap(True)
+        self.message.hide()
+
+        controls = QHBoxLayout()
+        controls.addWidget(QLabel("Scenario"))
+        controls.addWidget(self.scenario_box, 1)
+        for widget in (self.run_button, self.stop_button, self.back_button, self.step_label,
+                       self.next_button, self.present_button):
+            controls.addWidget(widget)
+        right = QVBoxLayout()
+        right.addWidget(self.title)
+        right.addWidget(self.explanation)
+        right.addLayout(controls)
+        right.addWidget(self.progress)
+        right.addWidget(self.message)
+        right.addWidget(self.stack, 1)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 6, 0, 0)
+        layout.addWidget(self.demo_list)
+        layout.addLayout(right, 1)
+
+        self.reload_scenarios()
+        self._show_controls()
+
+    # -- scenarios -------------------------------------------------------------------------
+
+    def reload_scenarios(self) -> None:
+        try:
+            self.scenarios = scenarios()
+        except PlaygroundError as error:
+            self.scenarios = []
+            self.show_message(str(error))
+        self.scenario_box.blockSignals(True)
+        self.scenario_box.clear()
+        for s in self.scenarios:
+            self.scenario_box.addItem(f"{DEMOS[s.demo]}: {s.name}", s.name)
+        self.scenario_box.blockSignals(False)
+        if self.scenarios:
+            self.choose(self.scenarios[0].name)
+
+    def set_model(self, info: ModelInfo) -> None:
+        """Use the settings that the scenarios give for a model of this size."""
+        profile = profile_for(info)
+        if profile != self.profile:
+            self.profile = profile
+            self._scenario_chosen(self.scenario_box.currentIndex())
+
+    def choose(self, name: str) -> None:
+        """Show the scenario named `name` (a file stem) with its demonstration."""
+        index = self.scenario_box.findData(name)
+        if index < 0:
+            raise KeyError(name)
+        if index == self.scenario_box.currentIndex():
+            self._scenario_chosen(index)
+        else:
+            self.scenario_box.setCurrentIndex(index)
+
+    @property
+    def scenario(self) -> Scenario | None:
+        index = self.scenario_box.currentIndex()
+        return self.scenarios[index] if 0 <= index < len(self.scenarios) else None
+
+    @property
+    def view(self) -> DemoView:
+        return self.views[list(DEMOS)[self.stack.currentIndex()]]
+
+    def _demo_chosen(self, row: int) -> None:
+        demo = list(DEMOS)[row]
+        if self.scenario is not None and self.scenario.demo == demo:
+            return
+        first = next((s for s in self.scenarios if s.demo == demo), None)
+        if first is not None:
+            self.choose(first.name)
+        else:
+            self.stack.setCurrentIndex(row)
+
+    def _scenario_chosen(self, index: int) -> None:
+        scenario = self.scenario
+        if scenario is None or index < 0:
+            return
+        row = list(DEMOS).index(scenario.demo)
+        self.demo_list.blockSignals(True)
+        self.demo_list.setCurrentRow(row)
+        self.demo_list.blockSignals(False)
+        self.stack.setCurrentIndex(row)
+        self.title.setText(scenario.title)
+        self.explanation.setText(scenario.explanation)
+        self.message.hide()
+        self._result_shown.discard(scenario.demo)
+        self.view.set_scenario(scenario, self.profile)
+        self.set_step(0 if self.presenting else len(self.view.sections()) - 1)
+
+    # -- running ---------------------------------------------------------------------------
+
+    def run_current(self) -> None:
+        try:
+            job = self.view.job()
+        except PlaygroundError as error:
+            self.show_message(str(error))
+            return
+        self._request(self.view, job)
+
+    def _request(self, view: DemoView, job: Any) -> None:
+        if self._running is not None:
+            self.show_message("Wait for the running demonstration, or stop it.")
+            return
+        self._running = view
+        self.message.hide()
+        self.progress.setRange(0, 0)
+        self.progress.show()
+        self.run_button.setEnabled(False)
+        self.stop_button.setEnabled(True)
+        self.job_requested.emit(job)
+
+    def job_progressed(self, done: int, total: int) -> None:
+        self.progress.setRange(0, max(total, 1))
+        self.progress.setValue(done)
+
+    def job_ended(self, _name: str, result: Any, message: str) -> None:
+        view, self._running = self._running, None
+        self.progress.hide()
+        self.run_button.setEnabled(True)
+        self.stop_button.setEnabled(False)
+        if message:
+            self.show_message(message)
+        elif view is not None:
+            view.show_result(result)
+            self._result_shown.add(view.demo)
+
+    @property
+    def running(self) -> bool:
+        return self._running is not None
+
+    def show_message(self, text: str) -> None:
+        self.message.setText(text)
+        self.message.show()
+
+    # -- presentation ----------------------------------------------------------------------
+
+    def set_presenting(self, on: bool) -> None:
+        if on == self.presenting:
+            return
+        self.presenting = on
+        self.present_button.setChecked(on)
+        self.setProperty("presenting", on)
+        for widget in [self, *self.findChildren(QWidget)]:
+            widget.style().unpolish(widget)
+            widget.style().polish(widget)
+        self.presenting_changed.emit(on)
+        self.set_step(0 if on else len(self.view.sections()) - 1)
+        if on:
+            self.setFocus()
+
+    def next_step(self) -> None:
+        """Reveal the next section; leaving the inputs runs the demonstration if it has not
+        run yet, so a talk needs only this one key."""
+        if (self.step == 0 and self.view.demo not in self._result_shown
+                and self._running is None):
+            self.run_current()
+        self.set_step(self.step + 1)
+
+    def set_step(self, step: int) -> None:
+        sections = self.view.sections()
+        self.step = max(0, min(step, len(sections) - 1))
+        for i, section in enumerate(sections):
+            section.setVisible(not self.presenting or i <= self.step)
+        steps = self.scenario.steps if self.scenario else ()
+        if self.presenting and self.step < len(steps):
+            self.step_label.setText(f"{self.step + 1}/{len(sections)}  {steps[self.step]}")
+            # Once the layout has made room for it, bring the revealed section into view.
+            scroll, shown = self.stack.currentWidget(), sections[self.step]
+            QTimer.singleShot(0, lambda: scroll.ensureWidgetVisible(shown, 0, 0))
+        self._show_controls()
+
+    def _show_controls(self) -> None:
+        presenting = self.presenting
+        self.demo_list.setVisible(not presenting)
+        self.run_button.setVisible(not presenting)
+        self.stop_button.setVisible(not presenting or self.running)
+        for widget in (self.back_button, self.next_button, self.step_label):
+            widget.setVisible(presenting)
+        last = len(self.view.sections()) - 1
+        self.back_button.setEnabled(self.step > 0)
+        self.next_button.setEnabled(self.step < last)
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        key = event.key()
+        if not self.presenting:
+            super().keyPressEvent(event)
+        elif key in (Qt.Key.Key_Right, Qt.Key.Key_Space, Qt.Key.Key_PageDown):
+            self.next_step()
+        elif key in (Qt.Key.Key_Left, Qt.Key.Key_PageUp):
+            self.set_step(self.step - 1)
+        elif key == Qt.Key.Key_Escape:
+            self.set_presenting(False)
+        else:
+            super().keyPressEvent(event)

@@ -1,0 +1,105 @@
+"""The Demos tab inside the real window, against the tiny model: scenarios, running through the
+worker thread, errors, stopping, and presentation mode."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import Qt
+
+from playground.demos import load_parallel
+from playground.scenarios import DEMOS
+from playground.ui.main_window import MainWindow
+
+TIMEOUT = 60_000
+
+
+@pytest.fixture
+def window(qtbot, tiny_model_path: Path):
+    window = MainWindow()
+    qtbot.addWidget(window)
+    window.resize(1280, 800)
+    window.show()
+    window.model_panel.select(str(tiny_model_path))
+    window.load_model(tiny_model_path, 0)
+    qtbot.waitUntil(lambda: window.model is not None, timeout=TIMEOUT)
+    window.tabs.setCurrentWidget(window.demos_tab)
+    yield window
+    window.close()
+
+
+def run_and_wait(qtbot, tab) -> None:
+    tab.run_current()
+    assert tab.running
+    qtbot.waitUntil(lambda: not tab.running, timeout=TIMEOUT)
+
+
+def test_every_demonstration_has_a_view_and_a_scenario(window: MainWindow):
+    tab = window.demos_tab
+    assert set(tab.views) == set(DEMOS)
+    for demo in DEMOS:
+        tab.demo_list.setCurrentRow(list(DEMOS).index(demo))
+        assert tab.view.demo == demo and tab.scenario.demo == demo
+        assert tab.title.text() == tab.scenario.title
+        assert tab.explanation.text() == tab.scenario.explanation
+        assert len(tab.view.sections()) == len(tab.scenario.steps)
+
+
+def test_a_run_goes_through_the_worker_and_shows_its_result(qtbot, window: MainWindow):
+    tab = window.demos_tab
+    tab.choose("tokens-weather")
+    tab.view.sentence.setCurrentIndex(3)
+    run_and_wait(qtbot, tab)
+    assert not tab.message.isVisible()
+    result = tab.view.result
+    assert [c.text for c in result.counts] == [s[3] for s in load_parallel().values()]
+    assert result.model == window.model.info.name
+
+
+def test_a_failing_job_is_one_line_and_the_app_goes_on(qtbot, window: MainWindow, tmp_path):
+    tab = window.demos_tab
+    tab.choose("base-vs-instruct-capital")
+    missing = tmp_path / "missing.gguf"
+    tab.view.base_model.set_path(missing)
+    tab.run_current()
+    qtbot.waitUntil(lambda: not tab.running and tab.message.isVisible(), timeout=TIMEOUT)
+    assert "\n" not in tab.message.text() and "missing.gguf" in tab.message.text()
+    tab.choose("tokens-weather")
+    run_and_wait(qtbot, tab)
+    assert not tab.message.isVisible() and tab.view.result is not None
+
+
+def test_stop_cancels_a_running_demonstration(qtbot, window: MainWindow):
+    tab = window.demos_tab
+    tab.choose("inconsistency-scientist")
+    view = tab.view
+    view.max_tokens_box.setValue(400)  # the tiny model's context is 512
+    tab.run_current()
+    qtbot.waitUntil(lambda: tab.progress.maximum() > 0, timeout=TIMEOUT)  # it has started
+    tab.stop_button.click()
+    qtbot.waitUntil(lambda: not tab.running, timeout=TIMEOUT)
+    assert tab.message.text() == "Cancelled."
+
+
+def test_presentation_mode_reveals_one_step_at_a_time(qtbot, window: MainWindow):
+    tab = window.demos_tab
+    tab.choose("tokens-weather")
+    tab.set_presenting(True)
+    assert not window.sidebar.isVisible() and not window.tabs.tabBar().isVisible()
+    assert not tab.demo_list.isVisible() and tab.next_button.isVisible()
+    sections = tab.view.sections()
+    assert [s.isVisible() for s in sections] == [True] + [False] * (len(sections) - 1)
+    qtbot.keyClick(tab, Qt.Key.Key_Right)  # leaving the inputs runs the demonstration
+    assert tab.running
+    qtbot.waitUntil(lambda: not tab.running, timeout=TIMEOUT)
+    assert [s.isVisible() for s in sections][:2] == [True, True]
+    assert tab.step_label.text().startswith(f"2/{len(sections)}")
+    for _ in sections:
+        qtbot.keyClick(tab, Qt.Key.Key_Right)
+    assert all(s.isVisible() for s in sections) and not tab.next_button.isEnabled()
+    qtbot.keyClick(tab, Qt.Key.Key_Left)
+    assert not sections[-1].isVisible()
+    qtbot.keyClick(tab, Qt.Key.Key_Escape)
+    assert not tab.presenting
+    assert window.sidebar.isVisible() and all(s.isVisible() for s in sections)
