@@ -110,13 +110,14 @@ class DemosTab(QWidget):
         controls = QHBoxLayout()
         controls.addWidget(QLabel("Scenario"))
         controls.addWidget(self.scenario_box, 1)
-        for widget in (self.run_button, self.stop_button, self.back_button, self.step_label,
-                       self.next_button, self.present_button):
+        for widget in (self.run_button, self.stop_button, self.back_button, self.next_button,
+                       self.present_button):
             controls.addWidget(widget)
         right = QVBoxLayout()
         right.addWidget(self.title)
         right.addWidget(self.explanation)
         right.addLayout(controls)
+        right.addWidget(self.step_label)
         right.addWidget(self.progress)
         right.addWidget(self.message)
         right.addWidget(self.stack, 1)
@@ -272,7 +273,7 @@ class DemosTab(QWidget):
             section.setVisible(not self.presenting or i <= self.step)
         steps = self.scenario.steps if self.scenario else ()
         if self.presenting and self.step < len(steps):
-            self.step_label.setText(f"{self.step + 1}/{len(sections)}  {steps[self.step]}")
+            self.step_label.setText(f"{self.step + 1}/{len(sections)}   {steps[self.step]}")
             # Once the layout has made room for it, bring the revealed section into view.
             scroll, shown = self.stack.currentWidget(), sections[self.step]
             QTimer.singleShot(0, lambda: scroll.ensureWidgetVisible(shown, 0, 0))

@@ -12,7 +12,8 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from PySide6.QtCore import QEventLoop, QObject, QTimer, SignalInstance, Slot
+from PySide6.QtCore import QEventLoop, QObject, Qt, QTimer, SignalInstance, Slot
+from PySide6.QtWidgets import QWidget
 
 from playground import paths
 from playground.errors import PlaygroundError
@@ -128,14 +129,20 @@ def _demo_screenshots(app, window: MainWindow, out_dir: Path) -> list[Path]:
         _wait_until(app, lambda: not tab.running)
         if tab.message.isVisible():
             raise PlaygroundError(f"{demo}: {tab.message.text()}")
+        # As tall as the demonstration, so that the image shows all of it.
+        chrome = window.height() - tab.stack.height()
+        window.resize(SIZE[0], max(SIZE[1], chrome + tab.view.sizeHint().height() + 8))
         app.processEvents()
-        saved.append(_save(window, out_dir / f"demo_{demo.replace('-', '_')}.png"))
+        saved.append(_save(tab, out_dir / f"demo_{demo.replace('-', '_')}.png"))
     tab.choose(next(s.name for s in tab.scenarios if s.demo == "tokens"))
     tab.run_current()
     _wait_until(app, lambda: not tab.running)
     tab.set_presenting(True)
+    window.setWindowState(Qt.WindowState.WindowNoState)  # not the offscreen "screen" size
+    window.resize(*SIZE)
     tab.set_step(2)
-    app.processEvents()
+    app.processEvents()  # lays out the revealed section
+    app.processEvents()  # then scrolls to it
     saved.append(_save(window, out_dir / "presentation.png"))
     tab.set_presenting(False)
     return saved
@@ -153,7 +160,7 @@ def _wait_until(app, done, timeout_ms: int = TIMEOUT_MS) -> None:
         raise PlaygroundError("timed out waiting for the app")
 
 
-def _save(window: MainWindow, path: Path) -> Path:
+def _save(window: QWidget, path: Path) -> Path:
     if not window.grab().save(str(path)):
         raise PlaygroundError(f"could not write {path}")
     return path

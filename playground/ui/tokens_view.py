@@ -147,6 +147,7 @@ class TokensView(DemoView):
                                | Qt.AlignmentFlag.AlignVCenter)
             chips.setToolTip(count.text)
             original = QLabel(html.escape(count.text))
+            original.setAlignment(chips.alignment())
             self.rows.addWidget(name, i, 0)
             self.rows.addWidget(original, i, 1)
             self.rows.addWidget(figures, i, 2)
