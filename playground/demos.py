@@ -662,17 +662,35 @@ class ValidityCounts:
     common_failure_count: int
 
 
+_FAULTS = (
+    ("removed the code fence", "inside a code fence"),
+    ("extracted", "JSON inside other text"),
+    ("closed", "cut off before the end"),
+    ("removed", "a trailing comma"),
+)
+"""What went wrong, by the first change `repair_json` made (matched by its start, in order)."""
+
+
+def _fault(change: str, reason: str) -> str:
+    return next((fault for start, fault in _FAULTS if change.startswith(start)), reason)
+
+
 def validity_counts(texts: Sequence[str], schema: Mapping[str, Any]) -> ValidityCounts:
     """Count valid outputs before and after repair, and find the failure a model repeats."""
     valid_raw = valid_repaired = 0
     reasons = []
     for text in texts:
         ok, reason = validate_json(text, schema)
-        reasons.append(reason)
         if ok:
             valid_raw += 1
-        elif validate_json(repair_json(text).text, schema)[0]:
-            valid_repaired += 1
+        else:
+            repaired = repair_json(text)
+            if repaired.changes and reason.startswith("not JSON"):
+                # "Expecting value" says little; what repair had to undo says what went wrong.
+                reason = f"not JSON: {_fault(repaired.changes[0], reason)}"
+            if validate_json(repaired.text, schema)[0]:
+                valid_repaired += 1
+        reasons.append(reason)
     failures = Counter(r for r in reasons if r)
     common, count = failures.most_common(1)[0] if failures else (None, 0)
     invalid = len(texts) - valid_raw - valid_repaired

@@ -289,7 +289,12 @@ def test_validity_counts_finds_the_repeated_failure() -> None:
     assert (counts.valid_raw, counts.valid_repaired, counts.invalid) == (1, 1, 4)
     assert counts.common_failure == "$: missing required property 'age'"
     assert counts.common_failure_count == 3
-    assert counts.reasons[0] == "" and counts.reasons[1] == "not JSON: Expecting value"
+    assert counts.reasons[0] == "" and counts.reasons[1] == "not JSON: inside a code fence"
+    assert counts.reasons[5] == "not JSON: Expecting value"  # nothing to repair: as parsed
+    faults = validity_counts(['{"name": "A", "age": 1,}', 'Sure: {"name": "B", "age": 2}',
+                              '{"name": "C", "age": 3'], PERSON).reasons
+    assert faults == ("not JSON: a trailing comma", "not JSON: JSON inside other text",
+                      "not JSON: cut off before the end")
     assert validity_counts([], PERSON).common_failure is None
 
 
