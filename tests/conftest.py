@@ -52,3 +52,19 @@ def embedded_engine(embedded_model_path: Path):
     engine = load(embedded_model_path, n_ctx=2048)
     yield engine
     engine.close()
+
+
+@pytest.fixture
+def window(qtbot, tiny_model_path: Path):
+    """The main window with the tiny model loaded."""
+    from playground.ui.main_window import MainWindow
+
+    window = MainWindow()
+    qtbot.addWidget(window)
+    window.resize(1280, 800)
+    window.show()
+    window.model_panel.select(str(tiny_model_path))
+    window.load_model(tiny_model_path, 0)
+    qtbot.waitUntil(lambda: window.model is not None, timeout=60_000)
+    yield window
+    window.close()

@@ -23,19 +23,6 @@ def wait_idle(qtbot, window: MainWindow) -> None:
                     and window.prompt_panel.generate_button.isEnabled(), timeout=TIMEOUT)
 
 
-@pytest.fixture
-def window(qtbot, tiny_model_path: Path):
-    window = MainWindow()
-    qtbot.addWidget(window)
-    window.resize(1280, 800)
-    window.show()
-    window.model_panel.select(str(tiny_model_path))
-    window.load_model(tiny_model_path, 0)
-    qtbot.waitUntil(lambda: window.model is not None, timeout=TIMEOUT)
-    yield window
-    window.close()
-
-
 def generate(qtbot, window: MainWindow, params: SamplingParams, n: int = 1,
              prompt: str = "once upon a time") -> None:
     window.prompt_panel.set_values(prompt, chat=False, system="")

@@ -3,8 +3,6 @@ worker thread, errors, stopping, and presentation mode."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from PySide6.QtCore import Qt
 
@@ -16,17 +14,10 @@ TIMEOUT = 60_000
 
 
 @pytest.fixture
-def window(qtbot, tiny_model_path: Path):
-    window = MainWindow()
-    qtbot.addWidget(window)
-    window.resize(1280, 800)
-    window.show()
-    window.model_panel.select(str(tiny_model_path))
-    window.load_model(tiny_model_path, 0)
-    qtbot.waitUntil(lambda: window.model is not None, timeout=TIMEOUT)
+def window(window: MainWindow):
+    """The window of conftest.py, on the Demos tab."""
     window.tabs.setCurrentWidget(window.demos_tab)
-    yield window
-    window.close()
+    return window
 
 
 def run_and_wait(qtbot, tab) -> None:

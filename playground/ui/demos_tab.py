@@ -271,6 +271,8 @@ class DemosTab(QWidget):
         self.step = max(0, min(step, len(sections) - 1))
         for i, section in enumerate(sections):
             section.setVisible(not self.presenting or i <= self.step)
+        # On stage the explanation is said at the first step; after it, the room goes to the view.
+        self.explanation.setVisible(not self.presenting or self.step == 0)
         steps = self.scenario.steps if self.scenario else ()
         if self.presenting and self.step < len(steps):
             self.step_label.setText(f"{self.step + 1}/{len(sections)}   {steps[self.step]}")

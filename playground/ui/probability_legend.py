@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QRectF, QSize, Qt
+from PySide6.QtCore import QEvent, QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QFont, QFontMetricsF, QLinearGradient, QPainter, QPaintEvent
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
@@ -14,6 +14,8 @@ GRADIENT_STEPS = 32
 """Samples of `probability_color` along the bar: the gradient follows it whatever its stops."""
 LABEL_COLOR = QColor("#5f6670")
 BORDER_COLOR = QColor("#c9ced6")
+BAR_TOP = 3
+BAR_HEIGHT = 10
 
 
 class ProbabilityLegend(QWidget):
@@ -24,17 +26,30 @@ class ProbabilityLegend(QWidget):
         font = QFont(self.font())
         font.setPointSizeF(max(font.pointSizeF() - 1, 7))
         self.setFont(font)
-        self.setFixedHeight(30)
-        self.setMaximumWidth(360)
-        self.setMinimumWidth(200)
+        self._fit()
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.setToolTip(
             "Each token's background: how likely the model found it, "
             "from red (unlikely) to near white (certain)."
         )
 
+    def _fit(self) -> None:
+        """Size for the font: it grows in presentation mode, and the tick labels must not
+        run into each other."""
+        metrics = QFontMetricsF(self.font())
+        label = metrics.horizontalAdvance("100%")
+        self.setFixedHeight(round(BAR_TOP + BAR_HEIGHT + 2 + metrics.height() + 2))
+        gaps = len(TICKS) - 1  # between tick labels: at least a third of a label apart
+        self.setMinimumWidth(round(self._caption_width() + label * (1 + 1.3 * gaps)))
+        self.setMaximumWidth(round(self._caption_width() + label * (1 + 2.2 * gaps)))
+
+    def changeEvent(self, event: QEvent) -> None:
+        if event.type() == QEvent.Type.FontChange:
+            self._fit()
+        super().changeEvent(event)
+
     def sizeHint(self) -> QSize:
-        return QSize(360, 30)
+        return QSize(self.maximumWidth(), self.height())
 
     def _caption_width(self) -> float:
         return QFontMetricsF(self.font()).horizontalAdvance(CAPTION) + 10
@@ -44,7 +59,7 @@ class ProbabilityLegend(QWidget):
         # Half a label's width of room at each end, so "0%" and "100%" centre on the bar's ends.
         pad = QFontMetricsF(self.font()).horizontalAdvance("100%") / 2
         left = self._caption_width() + pad
-        return QRectF(left, 3, self.width() - left - pad - 1, 10)
+        return QRectF(left, BAR_TOP, self.width() - left - pad - 1, BAR_HEIGHT)
 
     def paintEvent(self, event: QPaintEvent) -> None:
         painter = QPainter(self)
