@@ -507,7 +507,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     profile = args.profile or sc.profile_for(engine.info)
     params, n = scenario.params(profile)
     params, n = _demo_params(args, params), args.n or n
-    chat = scenario.chat and engine.chat_template is not None
+    chat = scenario.chat
     extra = scenario.extra
     if scenario.demo == "inconsistency":
         document = sc.run_inconsistency(engine, prompt, params, n, chat=chat).to_json()

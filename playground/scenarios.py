@@ -182,6 +182,14 @@ def _generate(
     return run
 
 
+def _start(engine: Engine, prompt: str, params: SamplingParams, n: int, chat: bool, *,
+           same_seed: bool = False) -> Run:
+    """A run in the model's chat template when asked and the model has one: a base model reads
+    the prompt as plain text, so that every demonstration works with it too."""
+    return engine.start_run(prompt, params, n, chat=chat and engine.chat_template is not None,
+                            same_seed=same_seed)
+
+
 def _counter(progress: Progress, total: int) -> Callable[[], None]:
     done = 0
     progress(0, total)
@@ -259,8 +267,8 @@ def run_inconsistency(
     """The same prompt N times with seeds seed..seed+N-1, then N times with one seed."""
     params = params.resolved()
     step = _counter(progress, 2 * n)
-    free = _generate(engine, engine.start_run(prompt, params, n, chat=chat), cancel, step)
-    locked = engine.start_run(prompt, params, n, chat=chat, same_seed=True)
+    free = _generate(engine, _start(engine, prompt, params, n, chat), cancel, step)
+    locked = _start(engine, prompt, params, n, chat, same_seed=True)
     return InconsistencyResult(free, _generate(engine, locked, cancel, step))
 
 
@@ -312,7 +320,7 @@ def run_consistency(
     if n < 2:
         raise InvalidRequestError("consistency needs at least 2 samples to compare")
     step = _counter(progress, n + (n if judge else 0))
-    run = _generate(engine, engine.start_run(prompt, params.resolved(), n, chat=chat), cancel,
+    run = _generate(engine, _start(engine, prompt, params.resolved(), n, chat), cancel,
                     step)
     texts = [s.text for s in run.samples]
     overlap = sentence_support(texts)
@@ -443,7 +451,7 @@ def run_snowball(
     appears in the answer (else at `branch_position`); `claim` teacher-forced after the same
     prompt."""
     step = _counter(progress, 3)
-    run = _generate(engine, engine.start_run(prompt, params.resolved(), 1, chat=chat), cancel,
+    run = _generate(engine, _start(engine, prompt, params.resolved(), 1, chat), cancel,
                     step)
     branch = None
     original = run.samples[0]
@@ -542,7 +550,7 @@ def run_robustness(
     step = _counter(progress, len(variants))
     runs = []
     for variant in variants:
-        run = engine.start_run(variant.text, params, 1, chat=chat)
+        run = _start(engine, variant.text, params, 1, chat)
         runs.append(_generate(engine, run, cancel, step))
     outputs = [r.samples[0].text for r in runs]
     return RobustnessResult(variants, runs, variant_agreement(variants, outputs))
@@ -598,9 +606,9 @@ def run_structured(
     grammar = json_schema_grammar(schema)
     params = params.resolved()
     step = _counter(progress, 2 * n)
-    constrained = _generate(engine, engine.start_run(prompt, params, n, chat=chat), cancel, step,
+    constrained = _generate(engine, _start(engine, prompt, params, n, chat), cancel, step,
                             constraint=lambda: GrammarConstraint(engine, grammar))
-    free = _generate(engine, engine.start_run(prompt, params, n, chat=chat), cancel, step)
+    free = _generate(engine, _start(engine, prompt, params, n, chat), cancel, step)
     free_counts = validity_counts([s.text for s in free.samples], schema)
     repairs = [repair_json(s.text) if reason else None
                for s, reason in zip(free.samples, free_counts.reasons, strict=True)]

@@ -191,3 +191,13 @@ def test_cli_demo_json_and_errors(tiny_model_path: Path, capsys: pytest.CaptureF
     assert doc["locked"]["distinct"] == 1
     assert main(["demo", "nonsense"]) == 1
     assert capsys.readouterr().err.startswith("playground: no scenario 'nonsense'")
+
+
+def test_a_base_model_reads_chat_scenarios_as_plain_text(tmp_path: Path):
+    from playground.engine import load
+
+    with load(tiny_models.write_tiny_llama(tmp_path / "base.gguf", chat_template=None),
+              n_ctx=256) as base:
+        result = sc.run_inconsistency(base, "once upon", PARAMS, 2, chat=True)
+        assert not result.free.chat and not result.locked.chat
+        assert result.free.prompt_token_ids == base.prompt_tokens("once upon", chat=False)
