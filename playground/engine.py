@@ -512,7 +512,8 @@ class Engine:
         while live:
             still = []
             for seq, row in zip(live, rows, strict=True):
-                allowed = row if seq.constraint is None else seq.constraint.apply(row)
+                allowed = (row if seq.constraint is None
+                           else seq.constraint.apply(row, params.top_needed))
                 if seq.constraint is not None and not np.isfinite(allowed).any():
                     yield seq.end("stop")  # the constraint allows nothing more
                     continue

@@ -74,6 +74,15 @@ class SamplingParams:
             return self
         return replace(self, seed=secrets.randbits(31))
 
+    @property
+    def top_needed(self) -> int:
+        """How many of the most likely tokens a draw can pick from: 1 when greedy, top_k with
+        top-k on, 0 for "any". A repetition penalty can reorder tokens, so it needs any too.
+        (A constraint checks only that many candidates; see `Constraint.apply`.)"""
+        if self.repeat_penalty != 1.0 and self.repeat_last_n:
+            return 0
+        return 1 if self.temperature == 0 else max(self.top_k, 0)
+
     def to_json(self) -> dict:
         return {**self.__dict__, "stop": list(self.stop)}
 
@@ -144,8 +153,9 @@ class Constraint(Protocol):
     """Limits what one sequence may draw next (e.g. a grammar); the engine keeps one per
     sample: `apply` before every draw, `accept` with the token drawn."""
 
-    def apply(self, logits: np.ndarray) -> np.ndarray:
-        """The logits with -inf for every token not allowed next."""
+    def apply(self, logits: np.ndarray, enough: int) -> np.ndarray:
+        """The logits with -inf for every token not allowed next; with `enough` > 0, it may
+        also set -inf for allowed tokens that cannot be among the `enough` most likely ones."""
         ...
 
     def accept(self, token: int) -> None:

@@ -31,6 +31,7 @@ from playground.demos import (
     variant_agreement,
 )
 from playground.records import Sample, TokenRecord
+from playground.sampling import SamplingParams
 
 # ---------------------------------------------------------------- divergence tree
 
@@ -334,6 +335,42 @@ def test_grammar_constraint_allows_only_the_grammar(tiny_engine) -> None:
     done = np.flatnonzero(grammar.allowed_mask())
     assert len(done) > 0 and all(tiny_engine.is_end_of_generation(int(t)) for t in done)
     grammar.close()
+
+
+def test_grammar_shortcut_draws_exactly_as_the_whole_mask(embedded_engine) -> None:
+    """`apply(logits, enough)` checks only the likeliest candidates: the samples (tokens and
+    sampling logprobs) must be those of the whole-vocabulary mask, with the same seeds."""
+
+    whole_masks = []
+
+    class Counted(GrammarConstraint):
+        def allowed_mask(self) -> np.ndarray:
+            whole_masks.append(1)
+            return super().allowed_mask()
+
+    class WholeMask(GrammarConstraint):
+        def apply(self, logits: np.ndarray, enough: int = 0) -> np.ndarray:
+            return super().apply(logits, 0)
+
+    gbnf = json_schema_grammar({"type": "object", "properties": {"name": {"type": "string"},
+                                "age": {"type": "integer"}}, "required": ["name", "age"]})
+    prompt = "Give a person as JSON with a name and an age."
+    for params in (SamplingParams(temperature=0.8, top_k=40, seed=3, max_tokens=40),
+                   SamplingParams(temperature=0.0, top_k=1, seed=3, max_tokens=40)):
+        samples = []
+        whole_masks.clear()
+        for kind in (Counted, WholeMask):
+            run = embedded_engine.start_run(prompt, params, 3)
+            for event in embedded_engine.generate(run, constraint=lambda k=kind: k(
+                    embedded_engine, gbnf)):
+                run.add(event)
+            samples.append([[(t.id, t.sampling_logprob) for t in s.tokens] for s in run.samples])
+        assert samples[0] == samples[1]
+        assert all(len(s) > 5 for s in samples[0])
+        # The shortcut was taken (where few tokens are allowed, e.g. after "{", every
+        # allowed one must be found, so the whole vocabulary is checked).
+        drawn = sum(len(s) for s in samples[0])
+        assert len(whole_masks) < (drawn if params.top_k > 1 else drawn / 4)
 
 
 def test_grammar_constraint_rejects_a_broken_grammar(tiny_engine) -> None:

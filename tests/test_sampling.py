@@ -121,3 +121,12 @@ def test_unresolved_seed_is_refused():
     with pytest.raises(ValueError, match="resolve the seed"):
         Sampler(SamplingParams())
     assert SamplingParams().resolved().seed is not None
+
+
+def test_top_needed_says_how_many_candidates_a_draw_can_reach():
+    assert SamplingParams(temperature=0.0, top_k=40).top_needed == 1
+    assert SamplingParams(temperature=0.8, top_k=40).top_needed == 40
+    assert SamplingParams(temperature=0.8, top_k=0).top_needed == 0
+    # A penalty reorders the tokens it lowers, so any token may end up drawn.
+    assert SamplingParams(temperature=0.0, repeat_penalty=1.2).top_needed == 0
+    assert SamplingParams(temperature=0.0, repeat_penalty=1.2, repeat_last_n=0).top_needed == 1
