@@ -7,6 +7,7 @@ import pytest
 from PySide6.QtCore import Qt
 
 from playground.demos import load_parallel
+from playground.sampling import SamplingParams
 from playground.scenarios import DEMOS
 from playground.ui.main_window import MainWindow
 
@@ -94,3 +95,24 @@ def test_presentation_mode_reveals_one_step_at_a_time(qtbot, window: MainWindow)
     qtbot.keyClick(tab, Qt.Key.Key_Escape)
     assert not tab.presenting
     assert window.sidebar.isVisible() and all(s.isVisible() for s in sections)
+
+
+def test_an_alternative_clicked_after_a_run_branches_it(qtbot, window: MainWindow):
+    window.tabs.setCurrentWidget(window.generate_tab)
+    window.prompt_panel.set_values("once upon a time", chat=False, system="")
+    window.sampling_panel.set_params(SamplingParams(seed=4, max_tokens=8))
+    window.sampling_panel.seed_lock.setChecked(True)
+    window.sampling_panel.n.setValue(1)
+    window.generate()
+    qtbot.waitUntil(lambda: window.run is not None and window.run.finished, timeout=TIMEOUT)
+    original = window.run.samples[0].tokens
+    alternative = next(a.id for a in original[3].top if a.id != original[3].id)
+    window.single_view.text.alternative_clicked.emit(3, alternative)
+    tab = window.demos_tab
+    assert window.tabs.currentWidget() is tab and tab.view.demo == "hallucination"
+    qtbot.waitUntil(lambda: not tab.running, timeout=TIMEOUT)
+    root, branch = tab.view.branches
+    assert root.sample is window.run.samples[0] and (branch.parent, branch.position) == (0, 3)
+    assert [t.id for t in branch.sample.tokens[:4]] == [t.id for t in original[:3]] + [
+        alternative]
+    assert tab.view.current_branch == 1

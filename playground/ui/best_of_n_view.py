@@ -162,6 +162,8 @@ class BestOfNView(QWidget):
     """The N samples of a run as panels, ordered by a ranking, with all their curves above."""
 
     ranking_changed = Signal(str)
+    alternative_clicked = Signal(int, int, int)
+    """(sample index, token position, alternative token id), clicked in a token's popup."""
     """The method picked in the ranking selector (by the user or `set_method`)."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -295,6 +297,7 @@ class BestOfNView(QWidget):
         for index in range(len(self._panels), len(run.samples)):
             panel = SamplePanel(index, self._grid)
             panel.hovered.connect(self._panel_hovered)
+            panel.alternative_clicked.connect(self.alternative_clicked)
             self._panels.append(panel)
         self._signature = None
         self._overlay_drawn = 0.0

@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 
 from playground.errors import PlaygroundError
 from playground.gguf_file import ModelInfo
+from playground.records import Run
 from playground.scenarios import DEMOS, Scenario, profile_for, scenarios
 from playground.ui.base_instruct_view import BaseInstructView
 from playground.ui.demo_view import DemoView
@@ -161,6 +162,16 @@ class DemosTab(QWidget):
             self._scenario_chosen(index)
         else:
             self.scenario_box.setCurrentIndex(index)
+
+    def branch_from(self, run: Run, sample: int, position: int, token: int) -> None:
+        """Show the hallucination demonstration branching a sample of another run: `token`
+        forced at `position`, and the model going on from there."""
+        if self.scenario is None or self.scenario.demo != "hallucination":
+            self.choose(next(s.name for s in self.scenarios if s.demo == "hallucination"))
+        self.set_step(len(self.view.sections()) - 1)
+        view = self.views["hallucination"]
+        view.branch_from(run, run.samples[sample])
+        view.branch_requested(position, token)
 
     @property
     def scenario(self) -> Scenario | None:

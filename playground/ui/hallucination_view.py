@@ -343,7 +343,7 @@ class HallucinationView(DemoView):
         self.tree.currentItemChanged.connect(self._branch_selected)
         self.branch_view = TokenView()
         self.branch_view.setFixedHeight(110)
-        self.branch_view.alternative_clicked.connect(self._branch_requested)
+        self.branch_view.alternative_clicked.connect(self.branch_requested)
         self.branch_note = note()
         key = QHBoxLayout()
         key.addWidget(ProbabilityLegend())
@@ -520,7 +520,16 @@ class HallucinationView(DemoView):
         item = self.tree.currentItem()
         return item.data(0, Qt.ItemDataRole.UserRole) if item is not None else -1
 
-    def _branch_requested(self, position: int, token_id: int) -> None:
+    def branch_from(self, run: Run, sample: Sample) -> None:
+        """Make `sample` of `run` (from anywhere in the app) the root of the branch tree."""
+        self._snowball_run = run
+        self.snowball_caption.setText(f"Prompt: “{run.prompt}”")
+        self.branches.clear()
+        self._items.clear()
+        self.tree.clear()
+        self._add_branch(ForcedBranch(None, 0, sample))
+
+    def branch_requested(self, position: int, token_id: int) -> None:
         """Force `token_id` at `position` of the branch shown; the result is a new branch."""
         source, run = self.current_branch, self._snowball_run
         if source < 0 or run is None:

@@ -121,6 +121,9 @@ class MainWindow(QMainWindow):
         self.demos_tab.job_requested.connect(self.job_requested)
         self.demos_tab.cancel_requested.connect(self.stop)
         self.demos_tab.presenting_changed.connect(self._presenting)
+        self.single_view.text.alternative_clicked.connect(
+            lambda position, token: self.branch(0, position, token))
+        self.best_of_n_view.alternative_clicked.connect(self.branch)
         self.worker.job_progressed.connect(self.demos_tab.job_progressed)
         self.worker.job_ended.connect(self.demos_tab.job_ended)
 
@@ -335,6 +338,15 @@ class MainWindow(QMainWindow):
         self.memory_label.setText(text)
 
     # -- demonstrations --------------------------------------------------------------------
+
+    def branch(self, sample: int, position: int, token: int) -> None:
+        """Force an alternative a sample's token popup offered: the branch continues in the
+        hallucination demonstration, where the branches grow as a tree."""
+        if self.run is None or not self.run.finished:
+            self.statusBar().showMessage("Wait for the run to finish, then branch from it.", 5000)
+            return
+        self.tabs.setCurrentWidget(self.demos_tab)
+        self.demos_tab.branch_from(self.run, sample, position, token)
 
     def _presenting(self, on: bool) -> None:
         """Presentation mode: the demonstration alone, full screen."""
