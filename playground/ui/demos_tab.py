@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QKeyEvent
+from PySide6.QtGui import QFont, QKeyEvent
 from PySide6.QtWidgets import (
     QComboBox,
     QHBoxLayout,
@@ -38,6 +39,10 @@ from playground.ui.inconsistency_view import InconsistencyView
 from playground.ui.robustness_view import RobustnessView
 from playground.ui.structured_view import StructuredView
 from playground.ui.tokens_view import TokensView
+
+PRESENTING_CHART_SCALE = 1.4
+"""How much larger chart text is in presentation mode (less than the stylesheet's ~1.7x: tick
+labels must still fit side by side)."""
 
 
 class DemosTab(QWidget):
@@ -264,10 +269,24 @@ class DemosTab(QWidget):
         for widget in [self, *self.findChildren(QWidget)]:
             widget.style().unpolish(widget)
             widget.style().polish(widget)
+        self._scale_charts(PRESENTING_CHART_SCALE if on else 1.0)
         self.presenting_changed.emit(on)
         self.set_step(0 if on else len(self.view.sections()) - 1)
         if on:
             self.setFocus()
+
+    def _scale_charts(self, scale: float) -> None:
+        """Stylesheets do not reach pyqtgraph's axes and legends: size their text here."""
+        for plot in self.findChildren(pg.PlotWidget):
+            font = QFont(plot.font())
+            font.setPointSizeF(font.pointSizeF() * scale)
+            for name in ("left", "bottom"):
+                axis = plot.getAxis(name)
+                axis.setTickFont(font)
+                axis.label.setFont(font)
+            legend = plot.getPlotItem().legend
+            if legend is not None:
+                legend.setLabelTextSize(f"{font.pointSizeF():.0f}pt")
 
     def next_step(self) -> None:
         """Reveal the next section; leaving the inputs runs the demonstration if it has not

@@ -148,9 +148,9 @@ class RobustnessView(DemoView):
         self.chart.setMouseEnabled(x=False, y=False)
         self.chart.hideButtons()
         self.chart.setMenuEnabled(False)
-        self.chart.setLabel("left", "mean log-probability")
+        self.chart.setLabel("left", "mean logprob")
+        self.chart.setLabel("bottom", "wording (the table's numbers)")
         self.chart.showGrid(y=True, alpha=0.15)
-        self.chart.getAxis("bottom").setHeight(44)
         self.bars = pg.BarGraphItem(x=[], height=[], width=0.7, pen=None)
         self.chart.addItem(self.bars)
         summary = QWidget()
@@ -220,7 +220,7 @@ class RobustnessView(DemoView):
             agrees = agreement.agrees[row]
             answer = agreement.answers[row]
             items = [
-                QTableWidgetItem(kind_label(variant.kind)),
+                QTableWidgetItem(f"{row + 1}. {kind_label(variant.kind)}"),
                 QTableWidgetItem(shown_prompt(variant, original)),
                 QTableWidgetItem(one_line(output) or "(nothing)"),
                 QTableWidgetItem(answer_label(answer, original)),
@@ -250,6 +250,5 @@ class RobustnessView(DemoView):
         # An empty output has no mean (-inf): it gets no bar rather than an endless one.
         heights = [v if math.isfinite(v) else 0.0 for v in result.mean_logprobs()]
         self.bars.setOpts(x=list(range(len(heights))), height=heights, brushes=colors)
-        self.chart.getAxis("bottom").setTicks([[
-            (i, kind_label(v.kind).replace(": ", ":\n")) for i, v in enumerate(result.variants)
-        ]])
+        # Numbered as the table's rows: ten wordings' names do not fit under ten bars.
+        self.chart.getAxis("bottom").setTicks([[(i, str(i + 1)) for i in range(len(heights))]])
