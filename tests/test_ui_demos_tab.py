@@ -3,6 +3,8 @@ worker thread, errors, stopping, and presentation mode."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from PySide6.QtCore import Qt
 
@@ -10,6 +12,7 @@ from playground.demos import load_parallel
 from playground.sampling import SamplingParams
 from playground.scenarios import DEMOS
 from playground.ui.main_window import MainWindow
+from playground.ui.worker import Job
 
 TIMEOUT = 60_000
 
@@ -116,3 +119,25 @@ def test_an_alternative_clicked_after_a_run_branches_it(qtbot, window: MainWindo
     assert [t.id for t in branch.sample.tokens[:4]] == [t.id for t in original[:3]] + [
         alternative]
     assert tab.view.current_branch == 1
+
+
+def test_stop_reaches_a_job_still_queued_and_no_other(qtbot, window: MainWindow):
+    """Stop pressed while the demonstration waits behind other work stops it, not the work."""
+    release, outcome = threading.Event(), []
+
+    def busy(_engine, _progress, cancel) -> None:
+        while not release.wait(0.01):
+            if cancel():
+                outcome.append("busy work cancelled")
+                return
+        outcome.append("busy work done")
+
+    window.job_requested.emit(Job("busy", busy))
+    tab = window.demos_tab
+    tab.choose("tokens-weather")
+    tab.run_current()
+    tab.stop_button.click()
+    release.set()
+    qtbot.waitUntil(lambda: not tab.running, timeout=TIMEOUT)
+    assert outcome == ["busy work done"]
+    assert tab.message.text() == "Cancelled." and tab.view.result is None

@@ -3,9 +3,9 @@
 One scenario picker serves both ways of working: choosing a demonstration on the left picks its
 first scenario, choosing a scenario shows its demonstration. Jobs go to the engine's thread
 through `job_requested` (the main window forwards them); `job_progressed` and `job_ended` come
-back. Presentation mode hides everything but the demonstration, makes text large and high in
-contrast, and reveals the view's sections one step at a time (→ / Space: next, ←: back,
-Esc: leave).
+back; Stop sets the running job's own stop event. Presentation mode hides everything but the
+demonstration, makes text large and high in contrast, and reveals the view's sections one step
+at a time (→ / Space: next, ←: back, Esc: leave).
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from playground.ui.inconsistency_view import InconsistencyView
 from playground.ui.robustness_view import RobustnessView
 from playground.ui.structured_view import StructuredView
 from playground.ui.tokens_view import TokensView
+from playground.ui.worker import Job
 
 PRESENTING_CHART_SCALE = 1.4
 """How much larger chart text is in presentation mode (less than the stylesheet's ~1.7x: tick
@@ -47,7 +48,6 @@ labels must still fit side by side)."""
 
 class DemosTab(QWidget):
     job_requested = Signal(object)  # Job
-    cancel_requested = Signal()
     presenting_changed = Signal(bool)
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -58,6 +58,7 @@ class DemosTab(QWidget):
         self.presenting = False
         self.step = 0
         self._running: DemoView | None = None
+        self._job: Job | None = None
         self._result_shown: set[str] = set()
 
         self.views: dict[str, DemoView] = {}
@@ -91,7 +92,7 @@ class DemosTab(QWidget):
         self.run_button.clicked.connect(self.run_current)
         self.stop_button = QPushButton("Stop")
         self.stop_button.setEnabled(False)
-        self.stop_button.clicked.connect(self.cancel_requested)
+        self.stop_button.clicked.connect(self.stop)
         self.progress = QProgressBar()
         self.progress.setFixedHeight(6)
         self.progress.setTextVisible(False)
@@ -223,11 +224,11 @@ class DemosTab(QWidget):
             return
         self._request(self.view, job)
 
-    def _request(self, view: DemoView, job: Any) -> None:
+    def _request(self, view: DemoView, job: Job) -> None:
         if self._running is not None:
             self.show_message("Wait for the running demonstration, or stop it.")
             return
-        self._running = view
+        self._running, self._job = view, job
         self.message.hide()
         self.progress.setRange(0, 0)
         self.progress.show()
@@ -235,12 +236,21 @@ class DemosTab(QWidget):
         self.stop_button.setEnabled(True)
         self.job_requested.emit(job)
 
-    def job_progressed(self, done: int, total: int) -> None:
+    def stop(self) -> None:
+        """Stop the running job before its next step (or before it starts, if queued)."""
+        if self._job is not None:
+            self._job.stop.set()
+
+    def job_progressed(self, job: Job, done: int, total: int) -> None:
+        if job is not self._job:
+            return
         self.progress.setRange(0, max(total, 1))
         self.progress.setValue(done)
 
-    def job_ended(self, _name: str, result: Any, message: str) -> None:
-        view, self._running = self._running, None
+    def job_ended(self, job: Job, result: Any, message: str) -> None:
+        if job is not self._job:
+            return  # someone else's
+        view, self._running, self._job = self._running, None, None
         self.progress.hide()
         self.run_button.setEnabled(True)
         self.stop_button.setEnabled(False)

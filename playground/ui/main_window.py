@@ -6,10 +6,11 @@ events; the views read it. Redraws are throttled to about 10 per second while st
 
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import Qt, QTimer, Signal, SignalInstance
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
     QHBoxLayout,
@@ -70,6 +71,8 @@ class MainWindow(QMainWindow):
         self.model: LoadedModel | None = None
         self._dirty = False
         self._normal_state = self.windowState()
+        self._stops: dict[type, threading.Event] = {}
+        """The stop event of the latest request of each kind sent to the worker."""
 
         self.model_panel = ModelPanel()
         self.sampling_panel = SamplingPanel()
@@ -119,7 +122,6 @@ class MainWindow(QMainWindow):
         self.worker.scored.connect(self._scored)
         self.job_requested.connect(self.worker.run_job)
         self.demos_tab.job_requested.connect(self.job_requested)
-        self.demos_tab.cancel_requested.connect(self.stop)
         self.demos_tab.presenting_changed.connect(self._presenting)
         self.single_view.text.alternative_clicked.connect(
             lambda position, token: self.branch(0, position, token))
@@ -190,7 +192,7 @@ class MainWindow(QMainWindow):
         self.model_panel.set_loading(True)
         self.prompt_panel.generate_button.setEnabled(False)
         self.statusBar().showMessage(f"Loading {path.name if path else 'the embedded model'}…")
-        self.load_requested.emit(LoadRequest(path, gpu_layers))
+        self._request(self.load_requested, LoadRequest(path, gpu_layers))
 
     def _loaded(self, model: LoadedModel) -> None:
         self.model = model
@@ -217,7 +219,7 @@ class MainWindow(QMainWindow):
         self.banner.hide()
         self.prompt_panel.set_running(True)
         self.statusBar().showMessage("Generating…")
-        self.generate_requested.emit(GenerateRequest(
+        self._request(self.generate_requested, GenerateRequest(
             prompt=self.prompt_panel.prompt(),
             params=self.sampling_panel.params(),
             n=self.sampling_panel.n.value(),
@@ -225,12 +227,17 @@ class MainWindow(QMainWindow):
             system=self.prompt_panel.system_prompt(),
         ))
 
-    def stop(self) -> None:
-        """Stop the load or run in progress before its next step.
+    def _request(self, signal: SignalInstance, request: LoadRequest | GenerateRequest
+                 | ScoreRequest) -> None:
+        """Send a request to the worker, keeping its stop event for `stop`."""
+        self._stops[type(request)] = request.stop
+        signal.emit(request)
 
-        Called here, on the GUI thread: connected straight to the worker, the call would be
-        queued on the worker's own thread, which is busy with the very run to stop."""
-        self.worker.cancel()
+    def stop(self) -> None:
+        """Stop the load, run or scoring this window asked for, before its next step (or
+        before it starts, if it is still queued). The Demos tab stops its own jobs."""
+        for stop in self._stops.values():
+            stop.set()
 
     def _show_run(self, run: Run, run_id: int | None) -> None:
         """Point the views at `run`: the single view for one sample, the panels for N."""
@@ -304,8 +311,8 @@ class MainWindow(QMainWindow):
         self.banner.hide()
         self.reward_panel.set_scoring(True)
         self.prompt_panel.generate_button.setEnabled(False)
-        self.score_requested.emit(ScoreRequest(reward_model, rubric or None, run.prompt,
-                                               tuple(s.text for s in run.samples)))
+        self._request(self.score_requested, ScoreRequest(
+            reward_model, rubric or None, run.prompt, tuple(s.text for s in run.samples)))
 
     def _reward_loaded(self, description: str, memory_bytes: int) -> None:
         self._reward_bytes = memory_bytes
@@ -457,7 +464,8 @@ class MainWindow(QMainWindow):
         if not self.thread.isRunning():
             return
         background.stop_all()
-        self.worker.cancel()
+        self.stop()
+        self.demos_tab.stop()
         self.shutdown_requested.emit()  # runs on the worker thread, then ends it
         self.thread.wait()
         self.store.close()

@@ -2,8 +2,9 @@
 
 llama.cpp contexts are not thread-safe, so every engine call happens on a single long-lived
 QThread; the GUI talks to it only through queued signals, and results come back the same way.
-Long calls are cooperative: a threading.Event that the engine polls between tokens (and the
-load progress callback) stops them.
+Long calls are cooperative: every request carries its own `stop` event, which the engine polls
+between tokens (and the load progress callback). Setting it stops that request, running or still
+queued, and no other: a Stop pressed while the request waits behind other work is not lost.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,8 @@ class LoadRequest:
     """None loads the embedded default model."""
     n_gpu_layers: int = 0
     n_ctx: int | None = None
+    stop: threading.Event = field(default_factory=threading.Event, compare=False)
+    """Set it (from any thread) to stop this request."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,8 @@ class GenerateRequest:
     n: int
     chat: bool
     system: str | None
+    stop: threading.Event = field(default_factory=threading.Event, compare=False)
+    """Set it (from any thread) to stop this request."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,8 @@ class ScoreRequest:
     rubric: str | None
     prompt: str
     responses: tuple[str, ...]
+    stop: threading.Event = field(default_factory=threading.Event, compare=False)
+    """Set it (from any thread) to stop this request."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +83,8 @@ class Job:
     name: str
     work: Callable[[Engine | None, Callable[[int, int], None], Callable[[], bool]], Any]
     needs_engine: bool = True
+    stop: threading.Event = field(default_factory=threading.Event, compare=False)
+    """Set it (from any thread) to stop this request."""
 
 
 class EngineWorker(QObject):
@@ -90,8 +99,9 @@ class EngineWorker(QObject):
     reward_loaded = Signal(str, int)  # the reward model's description, its memory in bytes
     reward_progressed = Signal(int, int)
     scored = Signal(object)  # one score per response (NaN where cancelled)
-    job_progressed = Signal(int, int)
-    job_ended = Signal(str, object, str)  # name, result (None if it failed), message ("" if not)
+    job_progressed = Signal(object, int, int)  # the Job, done, total
+    job_ended = Signal(object, object, str)  # the Job, its result (None if it failed), and
+    # the one-line reason it failed ("" if it did not)
 
     def __init__(self, store: Store | None = None) -> None:
         super().__init__()
@@ -100,21 +110,14 @@ class EngineWorker(QObject):
         """Where runs are recorded as they stream; None records nothing."""
         self.reward: RewardModel | None = None
         self._reward_key: tuple[str, str | None] | None = None
-        self._cancel = threading.Event()
-
-    def cancel(self) -> None:
-        """Ask the current load or run to stop; safe to call from any thread."""
-        self._cancel.set()
 
     @Slot(object)
     def load(self, request: LoadRequest) -> None:
-        self._cancel.clear()
-
         def progress(fraction: float) -> bool:
             self.load_progressed.emit(fraction)
-            return not self._cancel.is_set()
+            return not request.stop.is_set()
 
-        with self._reporting_errors():
+        with self._reporting_errors(request.stop):
             engine = load(request.path, n_gpu_layers=request.n_gpu_layers, n_ctx=request.n_ctx,
                           progress=progress)
             self._close_reward()  # a judge borrows the old engine
@@ -126,18 +129,17 @@ class EngineWorker(QObject):
 
     @Slot(object)
     def generate(self, request: GenerateRequest) -> None:
-        self._cancel.clear()
         if self.engine is None:
             self.errored.emit("Load a model first.")
             return
-        with self._reporting_errors():
+        with self._reporting_errors(request.stop):
             run = self.engine.start_run(request.prompt, request.params, request.n,
                                         chat=request.chat, system=request.system)
             writer = self._record(run)
             self.run_started.emit(run, writer.run_id if writer else None)
             batch: list = []
             last = time.monotonic()
-            for event in self.engine.generate(run, cancel=self._cancel.is_set):
+            for event in self.engine.generate(run, cancel=request.stop.is_set):
                 if writer:
                     writer.add(event)
                 batch.append(event)
@@ -151,8 +153,7 @@ class EngineWorker(QObject):
     @Slot(object)
     def score(self, request: ScoreRequest) -> None:
         """Score responses with the reward model asked for, opening it (once) if needed."""
-        self._cancel.clear()
-        with self._reporting_errors():
+        with self._reporting_errors(request.stop):
             key = (request.reward_model, request.rubric)
             if self.reward is None or self._reward_key != key:
                 self._close_reward()
@@ -164,7 +165,7 @@ class EngineWorker(QObject):
                 owned = 0 if request.reward_model == "judge" else self.reward.memory_bytes
                 self.reward_loaded.emit(self.reward.describe(), owned)
             scores = self.reward.score(
-                request.prompt, request.responses, cancel=self._cancel.is_set,
+                request.prompt, request.responses, cancel=request.stop.is_set,
                 progress=lambda done, total: self.reward_progressed.emit(done, total))
             self.scored.emit(scores)
 
@@ -173,15 +174,18 @@ class EngineWorker(QObject):
         """Run `job` and end it with `job_ended`: its result, or the one-line reason it failed
         ("Cancelled." when it was stopped). Failures are not sent to `errored`: the view that
         asked for the job shows them."""
-        self._cancel.clear()
         result, message = None, ""
         try:
+            if job.stop.is_set():
+                raise PlaygroundError("stopped before it started")
             if job.needs_engine and self.engine is None:
                 raise PlaygroundError("Load a model first.")
-            result = job.work(self.engine, self.job_progressed.emit, self._cancel.is_set)
+            result = job.work(self.engine,
+                              lambda done, total: self.job_progressed.emit(job, done, total),
+                              job.stop.is_set)
         except Exception as error:
-            message = self._message(error)
-        self.job_ended.emit(job.name, result, message)
+            message = self._message(error, job.stop)
+        self.job_ended.emit(job, result, message)
 
     def _close_reward(self) -> None:
         if self.reward is not None:
@@ -208,16 +212,17 @@ class EngineWorker(QObject):
         QThread.currentThread().quit()
 
     @contextmanager
-    def _reporting_errors(self) -> Iterator[None]:
+    def _reporting_errors(self, stop: threading.Event) -> Iterator[None]:
         """Every error of a worker call ends as one `errored` message; the thread lives on."""
         try:
             yield
         except Exception as error:
-            self.errored.emit(self._message(error))
+            self.errored.emit(self._message(error, stop))
 
-    def _message(self, error: Exception) -> str:
+    @staticmethod
+    def _message(error: Exception, stop: threading.Event) -> str:
         if isinstance(error, PlaygroundError):
-            return "Cancelled." if self._cancel.is_set() else str(error)
+            return "Cancelled." if stop.is_set() else str(error)
         traceback.print_exc()  # a bug: for developers; the user gets one line
         return f"Unexpected error: {type(error).__name__}: {error}"
 
