@@ -216,7 +216,7 @@ class TokenPopup(QFrame):
         )
         grid.setColumnStretch(1, 1)
 
-        alternatives = QLabel("ALTERNATIVES  ·  click one to force it and branch", self)
+        alternatives = QLabel("ALTERNATIVES  ·  click one to branch", self)
         small = alternatives.font()
         small.setPointSizeF(small.pointSizeF() * 0.85)
         small.setBold(True)
