@@ -562,7 +562,9 @@ def _demo_summary(demo: str, d: dict[str, Any]) -> Iterator[str]:
     if demo == "inconsistency":
         for key, label in (("free", "Seed unlocked"), ("locked", "Seed locked")):
             part = d[key]
-            yield f"{label}: {len(part['samples'])} runs, {part['distinct']} different answers"
+            answers = ("1 answer" if part["distinct"] == 1
+                       else f"{part['distinct']} different answers")
+            yield f"{label}: {len(part['samples'])} runs, {answers}"
             yield from (quoted(s["text"]) for s in part["samples"])
     elif demo == "hallucination":
         for sample in d["consistency"]["samples"]:
@@ -581,7 +583,7 @@ def _demo_summary(demo: str, d: dict[str, Any]) -> Iterator[str]:
         yield f"Majority answer {d['answer']} in {d['share']:.0%} of the variants"
         for v in d["variants"]:
             mark = "agrees" if v["agrees"] else "differs"
-            yield f"  {v['kind']:26} {v['answer']!s:5} {mark:8}{quoted(v['output'])}"
+            yield f"  {v['kind']:26} {v['answer'] or '-':5} {mark:8}{quoted(v['output'])}"
     elif demo == "structured":
         for key, label in (("constrained", "Constrained by the grammar"),
                            ("free", "Unconstrained")):

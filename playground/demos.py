@@ -391,11 +391,26 @@ class VariantAgreement:
         return tuple(a is not None and a == self.answer for a in self.answers)
 
 
+_OPTION_LINE = re.compile(r"^([A-E])\) (.+)$", re.MULTILINE)
+
+
+def _named_option(prompt: str, output: str) -> str | None:
+    """The letter of the only option of `prompt` whose text appears in `output` as whole
+    words (any case); None when none or several do."""
+    named = [
+        letter for letter, text in _OPTION_LINE.findall(prompt)
+        if re.search(rf"(?<!\w){re.escape(text.strip())}(?!\w)", output, re.IGNORECASE)
+    ]
+    return named[0] if len(named) == 1 else None
+
+
 def variant_agreement(variants: Sequence[Variant], outputs: Sequence[str]) -> VariantAgreement:
     """Extract each variant's answer from its output, map reordered options back, and vote.
 
-    Multiple-choice variants are always read as choices; otherwise the kind is chosen over all
-    outputs as `majority_vote` does. Ties go to the answer given first.
+    Multiple-choice variants are always read as choices: by the letter given, or, with no
+    letter, by the one option whose text the output names ("The Red Planet is Mars."). Otherwise
+    the kind is chosen over all outputs as `majority_vote` does. Ties go to the answer given
+    first.
     """
     if len(variants) != len(outputs):
         raise ValueError("one output per variant is needed")
@@ -406,12 +421,11 @@ def variant_agreement(variants: Sequence[Variant], outputs: Sequence[str]) -> Va
     answers: list[str | None] = []
     for variant, output in zip(variants, outputs, strict=True):
         answer = extract_answer(output, kind)
-        if answer is None:
-            answers.append(None)
-        else:
-            answers.append(
-                variant.original_letter(answer.value) if kind == "choice" else answer.value
-            )
+        if kind != "choice":
+            answers.append(answer.value if answer else None)
+            continue
+        letter = answer.value if answer else _named_option(variant.text, output)
+        answers.append(variant.original_letter(letter) if letter else None)
     by_value: dict[str, list[int]] = {}
     for i, answer in enumerate(answers):
         if answer is not None:

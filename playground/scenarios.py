@@ -34,6 +34,7 @@ from playground.demos import (
     json_schema_grammar,
     load_parallel,
     prompt_variants,
+    render_options,
     repair_json,
     sentence_support,
     split_sentences,
@@ -541,11 +542,14 @@ def run_robustness(
     progress: Progress = _quiet,
     cancel: Cancel = _never,
 ) -> RobustnessResult:
-    """Every variant of the question (see `demos.prompt_variants`) answered with the same
-    settings and seed, so that only the wording differs."""
+    """Every variant of the question (see `demos.prompt_variants`), and the user's own wording
+    of it, answered with the same settings and seed, so that only the wording differs."""
     variants = prompt_variants(question, seed=seed, options=options)
     if user_text.strip():
-        variants.append(user_variant(user_text))
+        # The user rewords the question; the options, if any, are listed after it as in the
+        # original, so that an answer can be read from every variant alike.
+        shown = render_options(user_text, options) if options else user_text
+        variants.append(user_variant(shown, variants[0].option_order))
     params = params.resolved()
     step = _counter(progress, len(variants))
     runs = []

@@ -196,6 +196,14 @@ def test_variant_agreement_maps_reordered_answers_back() -> None:
     assert agreement.agrees == (True,) * 7 + (False, True)
 
 
+def test_variant_agreement_reads_an_option_named_without_its_letter() -> None:
+    variants = prompt_variants("Capital of France?", seed=0, options=["Paris", "Rome", "Oslo"])
+    outputs = (["It is Paris."] + ["paris, of course"] + ["Paris or Rome?"] + ["Parisian"]
+               + ["A"] * 4 + ["The capital is Paris."])  # last: reordered, Paris shown as C
+    agreement = variant_agreement(variants, outputs)
+    assert agreement.answers == ("A", "A", None, None, "A", "A", "A", "A", "A")
+
+
 def test_variant_agreement_free_answers_and_user_variant() -> None:
     variants = [*prompt_variants("How many legs has a spider?", seed=1)[:2],
                 user_variant("spider legs?")]

@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from playground.demos import Variant, render_options
+from playground.demos import Variant
 from playground.errors import InvalidRequestError
 from playground.scenarios import RobustnessResult, Scenario, run_robustness
 from playground.ui.demo_view import DemoView, LinesTall, caption, fitted_table, note, one_line
@@ -191,8 +191,6 @@ class RobustnessView(DemoView):
         if len(options) > MAX_OPTIONS:
             raise InvalidRequestError(f"At most {MAX_OPTIONS} options (A to E), one per line.")
         user_text = self.user_text.text().strip()
-        if user_text and options:
-            user_text = render_options(user_text, options)
         params, _n = self._scenario.params(self._profile)
         params = replace(params, temperature=self.temperature.value(),
                          max_tokens=self.max_tokens.value()).validate()
