@@ -634,7 +634,6 @@ class TokensResult:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "model": self.model,
             "languages": [
                 {"language": c.language, "text": c.text, "tokens": c.tokens, "words": c.words,
                  "chars": c.chars, "tokens_per_word": _finite(c.tokens_per_word),

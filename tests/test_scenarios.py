@@ -201,3 +201,30 @@ def test_a_base_model_reads_chat_scenarios_as_plain_text(tmp_path: Path):
         result = sc.run_inconsistency(base, "once upon", PARAMS, 2, chat=True)
         assert not result.free.chat and not result.locked.chat
         assert result.free.prompt_token_ids == base.prompt_tokens("once upon", chat=False)
+
+
+DOCUMENT_KEYS = {
+    "inconsistency": {"prompt", "params", "free", "locked"},
+    "hallucination": {"consistency", "snowball"},
+    "robustness": {"answer", "kind", "share", "params", "variants"},
+    "structured": {"schema", "prompt", "params", "constrained", "free"},
+    "tokens": {"languages"},
+    "base-vs-instruct": {"prompt", "params", "base", "instruct"},
+}
+
+
+@pytest.mark.parametrize("demo", list(sc.DEMOS))
+def test_every_scenario_runs_from_the_cli(demo: str, tiny_model_path: Path, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture):
+    args = ["demo", demo, "-m", str(tiny_model_path), "-n", "2", "--max-tokens", "6", "--json"]
+    if demo == "base-vs-instruct":
+        base = tiny_models.write_tiny_llama(tmp_path / "base.gguf", chat_template=None)
+        args += ["--base-model", str(base)]
+    assert main(args) == 0, capsys.readouterr().err
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["demo"] == demo and doc["scenario"] == sc.find_scenario(demo).name
+    assert DOCUMENT_KEYS[demo] <= set(doc)
+    if demo != "base-vs-instruct":
+        assert Path(doc["model"]["path"]) == tiny_model_path.resolve()
+    assert main([a for a in args if a != "--json"]) == 0  # the plain-text summary too
+    assert sc.find_scenario(demo).title in capsys.readouterr().out
