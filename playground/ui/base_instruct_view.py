@@ -32,7 +32,7 @@ from playground.scenarios import (
     base_model,
     run_base_vs_instruct,
 )
-from playground.ui.demo_view import DemoView, caption, note
+from playground.ui.demo_view import DemoView, LinesTall, caption, note
 from playground.ui.logprob_chart import LogprobChart
 from playground.ui.token_view import TokenView
 from playground.ui.worker import Job
@@ -131,7 +131,7 @@ class BaseInstructView(DemoView):
         self._params = SamplingParams()
 
         self.prompt = QPlainTextEdit()
-        self.prompt.setFixedHeight(60)
+        LinesTall(self.prompt, 2)
         self.temperature = QDoubleSpinBox()
         self.temperature.setRange(0.0, 2.0)
         self.temperature.setSingleStep(0.1)

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QSizePolicy,
     QTableWidget,
+    QTextEdit,
     QVBoxLayout,
     QWidget,
 )
@@ -108,24 +109,33 @@ def fitted_table(columns: tuple[str, ...], stretch: tuple[int, ...]) -> QTableWi
 
 class LinesTall(QObject):
     """Keeps a text box `lines` lines tall in whatever font it has, also after presentation mode
-    enlarges it (a height in pixels would cut the text off)."""
+    enlarges it (a height in pixels would cut the text off). With `shrink`, a box whose text is
+    shorter is only as tall as its text (rich-text boxes only: a plain-text document measures
+    its height in lines)."""
 
-    def __init__(self, edit: QPlainTextEdit, lines: int) -> None:
+    def __init__(self, edit: QTextEdit | QPlainTextEdit, lines: int, *,
+                 shrink: bool = False) -> None:
         super().__init__(edit)
-        self.lines = lines
+        self.lines, self.shrink = lines, shrink
         edit.installEventFilter(self)
+        if shrink:
+            edit.document().contentsChanged.connect(lambda: self.fit(edit))
         self.fit(edit)
 
-    def fit(self, edit: QPlainTextEdit) -> None:
+    def fit(self, edit: QTextEdit | QPlainTextEdit) -> None:
+        document = edit.document()
         # Lines are laid out a whole number of pixels tall; half a line more because the text
         # box scrolls as soon as its last line touches the edge.
-        text = (self.lines + 0.5) * math.ceil(QFontMetricsF(edit.font()).lineSpacing())
+        height = ((self.lines + 0.5) * math.ceil(QFontMetricsF(edit.font()).lineSpacing())
+                  + 2 * document.documentMargin())
+        if self.shrink:
+            height = min(height, document.size().height())
         margins = edit.contentsMargins()
-        chrome = (2 * edit.document().documentMargin() + margins.top() + margins.bottom()
-                  + 2 * edit.frameWidth())
-        edit.setFixedHeight(round(text + chrome))
+        edit.setFixedHeight(round(height + margins.top() + margins.bottom()
+                                  + 2 * edit.frameWidth()))
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
-        if event.type() == QEvent.Type.FontChange:
+        if event.type() == QEvent.Type.FontChange or (
+                self.shrink and event.type() == QEvent.Type.Resize):
             self.fit(watched)
         return False

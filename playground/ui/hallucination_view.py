@@ -61,7 +61,7 @@ from playground.scenarios import (
     snowball_params,
 )
 from playground.scoring import mean_logprob
-from playground.ui.demo_view import DemoView, caption, note, section
+from playground.ui.demo_view import DemoView, LinesTall, caption, note, section
 from playground.ui.probability_legend import ProbabilityLegend
 from playground.ui.sample_panel import fitted_tokens
 from playground.ui.token_popup import format_probability, visible_text
@@ -288,7 +288,7 @@ class HallucinationView(DemoView):
 
         # -- inputs
         self.question = QPlainTextEdit()
-        self.question.setFixedHeight(self.question.fontMetrics().lineSpacing() * 2 + 16)
+        LinesTall(self.question, 2)
         self.n_box = _spin(2, 20, "How many answers to compare")
         self.temperature_box = QDoubleSpinBox()
         self.temperature_box.setRange(0.0, 2.0)
@@ -301,7 +301,7 @@ class HallucinationView(DemoView):
                                   "answer agrees with it (slower); shown when you hover a "
                                   "sentence")
         self.snowball_prompt = QPlainTextEdit()
-        self.snowball_prompt.setFixedHeight(self.question.height())
+        LinesTall(self.snowball_prompt, 2)
         self.forced_text = QLineEdit()
         self.forced_text.setToolTip("The text the answer is made to start with at that token")
         self.replaced_text = QLineEdit()
@@ -342,7 +342,7 @@ class HallucinationView(DemoView):
         self.tree.setFixedHeight(96)
         self.tree.currentItemChanged.connect(self._branch_selected)
         self.branch_view = TokenView()
-        self.branch_view.setFixedHeight(110)
+        LinesTall(self.branch_view, 5, shrink=True)
         self.branch_view.alternative_clicked.connect(self.branch_requested)
         self.branch_note = note()
         key = QHBoxLayout()
@@ -352,7 +352,7 @@ class HallucinationView(DemoView):
 
         # -- 3: teacher forcing
         self.claim = QPlainTextEdit()
-        self.claim.setFixedHeight(self.question.height())
+        LinesTall(self.claim, 2)
         self.score_button = QPushButton("Score this text")
         self.score_button.setToolTip("Feed the text to the model token by token and show how "
                                      "likely it found each one")
@@ -362,7 +362,7 @@ class HallucinationView(DemoView):
         claim_row.addWidget(self.claim, 1)
         claim_row.addWidget(self.score_button, 0, Qt.AlignmentFlag.AlignTop)
         self.claim_view = TokenView()
-        self.claim_view.setFixedHeight(70)
+        LinesTall(self.claim_view, 3, shrink=True)
         self.claim_note = note()
 
         self._sections = [

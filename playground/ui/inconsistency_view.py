@@ -36,7 +36,7 @@ from playground.scenarios import (
     distinct_texts,
     run_inconsistency,
 )
-from playground.ui.demo_view import DemoView, caption, note
+from playground.ui.demo_view import DemoView, LinesTall, caption, note
 from playground.ui.divergence_tree import DivergenceTree, dot_size, draw_run_dot
 from playground.ui.worker import Job
 
@@ -123,7 +123,7 @@ class InconsistencyView(DemoView):
 
         # 0. inputs
         self.prompt_edit = QPlainTextEdit()
-        self.prompt_edit.setFixedHeight(self.prompt_edit.fontMetrics().lineSpacing() * 3 + 16)
+        LinesTall(self.prompt_edit, 2)
         self.runs_box = QSpinBox()
         self.runs_box.setRange(2, MAX_RUNS)
         self.runs_box.setToolTip("How many times the question is asked, in each half")
