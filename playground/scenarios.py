@@ -183,12 +183,15 @@ def _generate(
     return run
 
 
+def chat_for(engine: Engine, chat: bool) -> bool:
+    """Whether a prompt goes in the model's chat template: when asked and the model has one. A
+    base model reads it as plain text, so that every demonstration works with it too."""
+    return chat and engine.chat_template is not None
+
+
 def _start(engine: Engine, prompt: str, params: SamplingParams, n: int, chat: bool, *,
            same_seed: bool = False) -> Run:
-    """A run in the model's chat template when asked and the model has one: a base model reads
-    the prompt as plain text, so that every demonstration works with it too."""
-    return engine.start_run(prompt, params, n, chat=chat and engine.chat_template is not None,
-                            same_seed=same_seed)
+    return engine.start_run(prompt, params, n, chat=chat_for(engine, chat), same_seed=same_seed)
 
 
 def _counter(progress: Progress, total: int) -> Callable[[], None]:

@@ -296,7 +296,10 @@ class DemosTab(QWidget):
                 axis.label.setFont(font)
             legend = plot.getPlotItem().legend
             if legend is not None:
-                legend.setLabelTextSize(f"{font.pointSizeF():.0f}pt")
+                size = f"{font.pointSizeF():.0f}pt"
+                legend.setLabelTextSize(size)  # for labels to come; those shown need redrawing
+                for _, label in legend.items:
+                    label.setText(label.text, size=size)
 
     def next_step(self) -> None:
         """Reveal the next section; leaving the inputs runs the demonstration if it has not

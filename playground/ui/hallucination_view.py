@@ -54,6 +54,7 @@ from playground.scenarios import (
     Progress,
     Scenario,
     SnowballResult,
+    chat_for,
     force_branch,
     run_consistency,
     run_snowball,
@@ -421,12 +422,11 @@ class HallucinationView(DemoView):
 
         def work(engine: Engine, progress: Progress, cancel: Cancel) -> HallucinationResult:
             consistency = run_consistency(
-                engine, question, params, n, chat=chat and engine.chat_template is not None,
-                judge=judge, progress=_part(progress, 0, share), cancel=cancel)
+                engine, question, params, n, chat=chat, judge=judge,
+                progress=_part(progress, 0, share), cancel=cancel)
             snowball = run_snowball(
-                engine, prompt, branch_params,
-                chat=prompt_chat and engine.chat_template is not None,
-                branch_at=replaced, branch_position=position, branch_text=forced, claim=claim,
+                engine, prompt, branch_params, chat=prompt_chat, branch_at=replaced,
+                branch_position=position, branch_text=forced, claim=claim,
                 progress=_part(progress, share, 1), cancel=cancel)
             return HallucinationResult(consistency, snowball)
 
@@ -555,7 +555,7 @@ class HallucinationView(DemoView):
         chat, top = bool(self._snowball.get("chat", False)), self._params.top_logprobs
 
         def work(engine: Engine, _progress: Progress, _cancel: Cancel) -> ClaimResult:
-            tokens = engine.prompt_tokens(prompt, chat=chat and engine.chat_template is not None)
+            tokens = engine.prompt_tokens(prompt, chat=chat_for(engine, chat))
             return ClaimResult(score_claim(engine, tokens, text, top))
 
         self.job_requested.emit(Job("score a text", work))

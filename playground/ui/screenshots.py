@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -123,20 +124,13 @@ def _demo_screenshots(app, window: MainWindow, out_dir: Path) -> list[Path]:
     window.tabs.setCurrentWidget(tab)
     saved = []
     for demo in DEMOS:
-        scenario = next(s for s in tab.scenarios if s.demo == demo)
-        tab.choose(scenario.name)
-        tab.run_current()
-        _wait_until(app, lambda: not tab.running)
-        if tab.message.isVisible():
-            raise PlaygroundError(f"{demo}: {tab.message.text()}")
+        _run_demo(tab, demo)
         # As tall as the demonstration, so that the image shows all of it.
         chrome = window.height() - tab.stack.height()
         window.resize(SIZE[0], max(SIZE[1], chrome + tab.view.sizeHint().height() + 8))
         app.processEvents()
         saved.append(_save(tab, out_dir / f"demo_{demo.replace('-', '_')}.png"))
-    tab.choose(next(s.name for s in tab.scenarios if s.demo == "tokens"))
-    tab.run_current()
-    _wait_until(app, lambda: not tab.running)
+    _run_demo(tab, "tokens")
     tab.set_presenting(True)
     window.setWindowState(Qt.WindowState.WindowNoState)  # not the offscreen "screen" size
     window.resize(*SIZE)
@@ -148,7 +142,17 @@ def _demo_screenshots(app, window: MainWindow, out_dir: Path) -> list[Path]:
     return saved
 
 
-def _wait_until(app, done, timeout_ms: int = TIMEOUT_MS) -> None:
+def _run_demo(tab, demo: str) -> None:
+    """Run the demonstration's first scenario in the Demos tab and wait for its result."""
+    tab.choose(next(s.name for s in tab.scenarios if s.demo == demo))
+    tab.run_current()
+    _wait_until(lambda: not tab.running)
+    if tab.message.isVisible():
+        raise PlaygroundError(f"{demo}: {tab.message.text()}")
+
+
+def _wait_until(done: Callable[[], bool], timeout_ms: int = TIMEOUT_MS) -> None:
+    """Run the event loop until `done()` holds; raise after the timeout."""
     loop = QEventLoop()
     timer = QTimer()
     timer.timeout.connect(lambda: done() and loop.quit())
