@@ -460,12 +460,14 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from playground.export import export_stored
+    from playground.export import export_stored, sidecar_path
 
     count = export_stored(_store(args), args.run_ids, args.format, args.output,
                           include_tokens=args.tokens, ranking=args.ranking,
                           pair_mode=args.pairs, max_pairs=args.max_pairs)
-    print(f"wrote {count} records to {args.output}", file=sys.stderr)
+    sidecar = sidecar_path(args.output, args.format)
+    beside = f" (and {sidecar.name} beside it)" if sidecar else ""
+    print(f"wrote {count} records to {args.output}{beside}", file=sys.stderr)
     return 0
 
 

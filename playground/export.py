@@ -847,7 +847,7 @@ _MODEL_TYPES = {"str": _STR, "int": _INT, "bool": _BOOL}  # ModelInfo's annotati
 _LINE: dict[str, Any] = {
     "format": _STR, "run_id": _INT, "sample_index": _INT, "n_samples": _INT, "prompt": _STR,
     "chat": _BOOL, "system": _STR, "response": _STR, "finish_reason": _STR, "seed": _INT,
-    "scores": [{"name": _STR, "source": _STR, "value": _FLOAT, "rank": _INT,
+    "n_tokens": _INT, "scores": [{"name": _STR, "source": _STR, "value": _FLOAT, "rank": _INT,
                 "rank_score": _FLOAT,
                 "reward_model": _optional({f.name: _STR for f in fields(RewardModelIdentity)})}],
     "vote": {"kind": _STR, "answer": _STR, "share": _FLOAT,

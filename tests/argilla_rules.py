@@ -1,4 +1,4 @@
-"""What an Argilla 2.x server checks when a dataset is created from settings and records are added
+r"""What an Argilla 2.x server checks when a dataset is created from settings and records are added
 to it: a copy of its rules, so that the tests need no Argilla server.
 
 Copied from argilla-server 2.8.0 (the PyPI wheel; the same paths in argilla-io/argilla under
@@ -80,7 +80,8 @@ def record_problems(settings: dict[str, Any], record: dict[str, Any]) -> list[st
         if question is None:
             problems.append(f"question {name!r} does not exist")
             continue
-        problems += [f"suggestion {name!r}: {p}" for p in _suggestion_problems(question, suggestion)]
+        found = _suggestion_problems(question, suggestion)
+        problems += [f"suggestion {name!r}: {p}" for p in found]
     return problems
 
 

@@ -342,7 +342,7 @@ def test_argilla_refuses_runs_that_make_no_valid_record(tmp_path: Path) -> None:
     with pytest.raises(ExportError, match=r"same number of samples.*3 samples: run 1; "
                                           r"4 samples: run 2"):
         export_runs([sw.synthetic_run(3, 2), sw.synthetic_run(4, 2)], [1, 2], "argilla", path)
-    with pytest.raises(ExportError, match="nothing to rank in run 5: .* at least 2 samples"):
+    with pytest.raises(ExportError, match=r"nothing to rank in run 5: .* at least 2 samples"):
         export_runs([sw.synthetic_run(1, 2)], [5], "argilla", path)
     assert not path.exists() and not sidecar_path(path, "argilla").exists()
 
@@ -461,3 +461,143 @@ def test_bad_options_and_files_give_one_line_errors(tmp_path: Path) -> None:
     with pytest.raises(ExportError, match="samples 2 are missing") as raised:
         read_jsonl(bad)
     assert "\n" not in str(raised.value)
+
+
+# ---------------------------------------------------------------- import
+
+
+def test_import_without_tokens_keeps_the_scores_the_file_carries(tmp_path: Path) -> None:
+    runs = varied_runs()
+    runs[1].reward_models["reward"] = REWARD_MODEL
+    path = tmp_path / "runs.jsonl"
+    export_runs(runs, None, "jsonl", path)  # the README's example: no --tokens
+    lines = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    with Store() as store:
+        ids = import_jsonl(path, store)
+        back = [store.load(i) for i in ids]
+    for run, again in zip(runs, back, strict=True):
+        assert again.reward_models == run.reward_models
+        assert again.rankings == run.rankings
+        for sample, kept in zip(run.samples, again.samples, strict=True):
+            assert kept.tokens == []
+            # repr compares NaN and -inf too; an int score comes back a float.
+            assert repr(kept.all_scores()) == repr(
+                {k: float(v) for k, v in sample.all_scores().items()})
+    # Exported again, the lines carry the same scores as the first export.
+    again_path = tmp_path / "again.jsonl"
+    export_runs(back, None, "jsonl", again_path)
+    again_lines = [json.loads(line) for line in again_path.read_text(encoding="utf-8").splitlines()]
+    for first, second in zip(lines, again_lines, strict=True):
+        for key in ("mean_logprob", "sum_logprob", "normalized_logprob", "scores"):
+            assert second[key] == first[key], key
+    # A ranking by a kept logprob score follows the kept values.
+    fresh = replace(back[1], rankings={})
+    assert fresh.rank("sum-logprob") == runs[1].rankings["sum-logprob"]
+
+
+def good_line(tmp_path: Path) -> dict[str, Any]:
+    path = tmp_path / "one.jsonl"
+    export_runs([sw.synthetic_run(1, 3, seed=7)], None, "jsonl", path, include_tokens=True)
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def bad_lines(good: dict[str, Any]) -> list[tuple[str, str]]:
+    """(file text, what the message must say) for files that are no valid export."""
+    def changed(path: str, value: Any) -> str:
+        line = json.loads(json.dumps(good))
+        *parents, last = path.split(".")
+        target = line
+        for key in parents:
+            target = target[int(key)] if isinstance(target, list) else target[key]
+        if value is KeyError:
+            del target[last]
+        elif isinstance(target, list):
+            target[int(last)] = value
+        else:
+            target[last] = value
+        return json.dumps(line) + "\n"  # ASCII: a lone surrogate is an escape
+
+    cases = [
+        ("", "has no samples to import"),
+        ("\n\n  \n", "has no samples to import"),
+        ("[" * 100_000 + "\n", "line 1: not a Sampling Playground sample (nested too deeply)"),
+        ("[1, 2]\n", "line 1: not a Sampling Playground sample"),
+        ('"text"\n', "line 1: not a Sampling Playground sample"),
+        ('{"format": 5}\n', "line 1: not a Sampling Playground sample"),
+        ("\n" + json.dumps(good).replace('"sample_index": 0', '"sample_index": NaN', 1) + "\n",
+         "line 2: NaN is not JSON"),
+        (json.dumps(good).replace('"sample_index": 0', '"sample_index": -Infinity', 1) + "\n",
+         "line 1: -Infinity is not JSON"),
+        (b"\xff\xfe".decode("latin-1"), "is not UTF-8 text"),
+        (changed("scores", 5), "line 1: scores should be a list, not an integer"),
+        (changed("scores.0", "x"), "line 1: scores[0] should be an object, not text"),
+        (changed("scores.0.value", "high"), "scores[0].value should be a number or null"),
+        (changed("model", []), "line 1: model should be an object, not a list"),
+        (changed("model.name", None), "model.name should be text, not null"),
+        (changed("params.temperature", "hot"), "params.temperature should be a number"),
+        (changed("params.top_k", 1.5), "params.top_k should be an integer, not a number"),
+        (changed("params.top_k", True), "params.top_k should be an integer, not true or false"),
+        (changed("params.stop_json", "[1]"), "params.stop_json should be a JSON list of texts"),
+        (changed("params.top_p", 7), "line 1: params: top-p must be in (0, 1]"),
+        (changed("chat", "yes"), "chat should be true or false, not text"),
+        (changed("prompt", "\ud800"), "prompt is not valid Unicode"),
+        (changed("seed", 2**70), "seed is out of range"),
+        (changed("prompt_token_ids.0", -1), "prompt_token_ids[0] is out of range"),
+        (changed("tokens.ids.0", 2**40), "tokens.ids[0] is out of range"),
+        (changed("tokens.ids", [1]), "tokens.texts has 3 items, tokens.ids 1"),
+        (changed("tokens.bytes_hex.0", "zz"), "not hexadecimal"),
+        (changed("tokens", []), "tokens should be an object, not a list"),
+        (changed("stats", {"finished": True}), "stats.prompt_tokens is missing"),
+        (changed("vote.sample_answer", KeyError), "vote.sample_answer is missing"),
+        (changed("sample_index", 3), "line 1: sample_index 3 is not in 0..0"),
+        (changed("n_samples", 2), "it has 2 samples but lines for samples 1 are missing"),
+        (changed("response", KeyError), "line 1: response is missing"),
+    ]
+    return cases
+
+
+def test_bad_imports_are_refused_with_the_line_and_the_reason(tmp_path: Path) -> None:
+    good = good_line(tmp_path)
+    path = tmp_path / "bad.jsonl"
+    with Store() as store:
+        store.save(sw.synthetic_run(2, 2))
+        before = [s.id for s in store.list_runs()]
+        for text, expected in bad_lines(good):
+            path.write_bytes(text.encode("latin-1") if text == "\xff\xfe" else text.encode())
+            with pytest.raises(ExportError) as raised:
+                import_jsonl(path, store)
+            message = str(raised.value)
+            assert expected in message, (text[:80], message)
+            assert "\n" not in message and message.startswith("bad.jsonl")
+            assert [s.id for s in store.list_runs()] == before
+
+
+def test_an_import_is_all_or_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    runs = varied_runs()
+    path = tmp_path / "runs.jsonl"
+    export_runs(runs, None, "jsonl", path, include_tokens=True)
+    # A bad last line: nothing is read into the store.
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(path.read_text(encoding="utf-8") + "{}\n", encoding="utf-8")
+    with Store() as store:
+        with pytest.raises(ExportError, match="line 10"):
+            import_jsonl(bad, store)
+        assert store.list_runs() == []
+        # The store failing on the third run leaves none of the first two either.
+        import playground.store as store_module
+
+        real = store_module._insert_run
+        calls = []
+
+        def failing(conn, run, sha256, created):
+            calls.append(run)
+            if len(calls) == 3:
+                raise store_module.sqlite3.OperationalError("disk I/O error")
+            return real(conn, run, sha256, created)
+
+        monkeypatch.setattr(store_module, "_insert_run", failing)
+        with pytest.raises(store_module.StoreError, match="disk I/O error"):
+            import_jsonl(path, store)
+        assert len(calls) == 3 and store.list_runs() == []
+        monkeypatch.setattr(store_module, "_insert_run", real)
+        assert len(import_jsonl(path, store)) == 3
