@@ -338,7 +338,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
             "samples": document["samples"],
             "ranking": ranking.to_json(),
             **({"vote": run.vote.to_json()} if run.vote else {}),
-            **({"agreement": agreement} if agreement else {}),
+            **({"agreement": agreement,
+                "reward_model": run.reward_models["reward"].to_json()} if agreement else {}),
             "stats": document["stats"],
             "run_id": run_id,
         })

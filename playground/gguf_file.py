@@ -150,16 +150,24 @@ def _parse(buf: mmap.mmap, size: int) -> GGUFHeader:
             return [value(elem, depth + 1) for _ in range(count)]
         raise _Damaged(f"the file is damaged: unknown metadata value type {kind}")
 
+    # Keys and tensor names are unique, as llama.cpp's gguf.cpp requires: this also stops a
+    # count that runs on over zeroed bytes (each entry an empty name) at its second entry.
     metadata: dict[str, Any] = {}
     for _ in range(n_kv):
         key = string()
+        if key in metadata:
+            raise _Damaged(f"the file is damaged: the key {key!r} appears twice")
         (kind,) = struct.unpack_from("<I", buf, pos)
         pos += 4
         metadata[key] = value(kind)
 
     tensors = []
+    names: set[str] = set()
     for _ in range(n_tensors):
         name = string()
+        if name in names:
+            raise _Damaged(f"the file is damaged: the tensor {name!r} appears twice")
+        names.add(name)
         (n_dims,) = struct.unpack_from("<I", buf, pos)
         if n_dims > 8:
             raise _Damaged(f"the file is damaged: tensor {name!r} has {n_dims} dimensions")

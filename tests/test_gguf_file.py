@@ -250,3 +250,18 @@ def test_random_mutations_of_a_real_header(tiny_model_path: Path) -> None:
     assert sum(outcomes.values()) == n
     assert set(outcomes) == {"accepted", "rejected"}, report["examples"]
     assert outcomes["rejected"] > n / 2 and outcomes["accepted"] > 0  # it did damage, not only
+
+
+@pytest.mark.parametrize("count_at", [8, 16])  # the tensor count, the key count
+def test_a_count_that_runs_into_zeros_stops_at_once(tmp_path: Path, tiny_model_path: Path,
+                                                    count_at: int) -> None:
+    # Found by the fuzz: a tensor count of 16,777,237 over a 4 GiB file whose header is followed
+    # by zeros read 16 million empty tensors, for 270 s.
+    header = bytearray(tiny_model_path.read_bytes()[: read_header(tiny_model_path).data_offset])
+    if count_at == 16:  # zeros right after the keys, where the tensor table was
+        del header[gguf_fuzz.walk(bytes(header)).values[-1][1] :]
+    struct.pack_into("<Q", header, count_at, 16_777_237)
+    path = _write_sparse(tmp_path / "zeros.gguf", bytes(header), 4 * 2**30)
+    with pytest.raises(ModelFileError) as error:
+        read_header(path)
+    assert "appears twice" in _one_line(error)
