@@ -9,6 +9,9 @@ sha256 of the file), the sampling parameters and the sample's own seed.
 - "labelstudio-pairwise": Label Studio tasks comparing two samples of a prompt.
 - "labelstudio-ranking": Label Studio tasks ranking all N samples of a prompt.
 - "argilla": Argilla (v2) records with the model's ranking as a suggestion.
+The Label Studio formats write their labeling config beside the tasks, and Argilla its dataset
+settings beside the records (`sidecar_path`). A score given by a reward model names it (file,
+sha256, kind, rubric) in every format.
 
 Why the JSON Lines look the way they do: `datasets` reads a file in chunks of about 10 MB, takes
 the column types from the first chunk and casts every later chunk to them. A column that is null,
@@ -33,7 +36,10 @@ Round trip: `read_jsonl(export of runs with include_tokens=True)` gives Runs equ
 exported, except that a system prompt or licence of "" comes back as None (the same thing to the
 app), non-finite floats come back as above, and a vote's voters, unparsed samples and groups are
 derived again from the per-sample answers exactly as `majority_vote` builds them. Run ids, creation
-times, tags and stars are not part of a Run: the import gives the runs new ids.
+times, tags and stars are not part of a Run: the import gives the runs new ids. An export without
+`include_tokens` comes back without tokens, and each sample keeps the logprob scores its line
+carries (in `Sample.scores`, under their method names), so that it ranks and exports again as
+it did.
 """
 
 from __future__ import annotations
@@ -157,10 +163,8 @@ def export_runs(
     _check_shape(fmt, items)
     path = Path(path)
     writer = _WRITERS[fmt]
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    temporary = _partial(path)
     sidecar = sidecar_path(path, fmt)
-    sidecar_temporary = None if sidecar is None else sidecar.with_name(
-        f".{sidecar.name}.{os.getpid()}.partial")
 
     def each() -> Iterator[_Item]:
         for done, item in enumerate(items):
@@ -171,30 +175,35 @@ def export_runs(
                 progress(done + 1, len(items))
 
     options = _Options(include_tokens, ranking, pair_mode, max_pairs)
-    written = path
     try:
         # backslashreplace: a lone surrogate (not UTF-8) is written as a JSON escape instead.
         with temporary.open("w", encoding="utf-8", errors="backslashreplace", newline="") as f:
             count = writer(f, items, each(), options)
-        if sidecar is not None and sidecar_temporary is not None:
-            written = sidecar
-            sidecar_temporary.write_text(_SIDECARS[fmt](items), encoding="utf-8")
-            os.replace(sidecar_temporary, sidecar)
-            written = path
+        if sidecar is not None:
+            _write_whole(sidecar, _SIDECARS[fmt](items))
         os.replace(temporary, path)
     except OSError as error:
-        _remove(temporary, sidecar_temporary)
-        raise ExportError(f"cannot write {written}: {error.strerror or error}") from None
+        temporary.unlink(missing_ok=True)
+        raise ExportError(f"cannot write {path}: {error.strerror or error}") from None
     except BaseException:
-        _remove(temporary, sidecar_temporary)
+        temporary.unlink(missing_ok=True)
         raise
     return count
 
 
-def _remove(*paths: Path | None) -> None:
-    for path in paths:
-        if path is not None:
-            path.unlink(missing_ok=True)
+def _partial(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}.partial")
+
+
+def _write_whole(path: Path, text: str) -> None:
+    """Write `text` to `path` so that the file appears only when complete."""
+    temporary = _partial(path)
+    try:
+        temporary.write_text(text, encoding="utf-8")
+        os.replace(temporary, path)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        raise ExportError(f"cannot write {path}: {error.strerror or error}") from None
 
 
 def export_stored(store: Store, run_ids: Sequence[int], fmt: str, path: Path | str,

@@ -446,6 +446,11 @@ def test_bad_options_and_files_give_one_line_errors(tmp_path: Path) -> None:
         export_runs(runs, None, "argilla", tmp_path / "x", ranking="vibes")
     with pytest.raises(ExportError, match="cannot write"):
         export_runs(runs, None, "jsonl", tmp_path / "missing" / "x.jsonl")
+    (tmp_path / "blocked.settings.json").mkdir()  # the sidecar cannot be written
+    with pytest.raises(ExportError, match=r"cannot write .*blocked\.settings\.json"):
+        export_runs(same_size_runs(), None, "argilla", tmp_path / "blocked.json")
+    assert not (tmp_path / "blocked.json").exists()
+    assert [p.name for p in tmp_path.iterdir() if "partial" in p.name] == []
 
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"format": "something else"}\n')
