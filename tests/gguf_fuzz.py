@@ -9,13 +9,13 @@ is written there, and the hole reads as zeros).
 
 A fifth of the mutants have one metadata value replaced by a well-formed value of another type
 (text where a number belongs, NaN, a negative count, an empty array, arrays nested 10,000 deep);
-a tenth get a key the reader reads (general.alignment, a context length...) added with such a
-value. In the rest, half of the mutations hit the header's structure: the version and counts,
-every key and string length, value type, array element type and count, tensor dimension count,
-shape, type and offset (found by walking the original header, independently of the reader).
-The others hit any byte. A mutation flips bits, writes an "interesting" integer (0, 1, -1,
-powers of two, the file size...) of 1, 4 or 8 bytes, cuts the header short, deletes or
-duplicates a run of bytes; 1 to 8 of them at once.
+a tenth get such a value under a key the reader reads (general.alignment, a context
+length...), added when the header lacks it. In the rest, half of the mutations hit the header's
+structure: the version and counts, every key and string length, value type, array element type
+and count, tensor dimension count, shape, type and offset (found by walking the original header,
+independently of the reader). The others hit any byte. A mutation flips bits, writes an
+"interesting" integer (0, 1, -1, powers of two, the file size...) of 1, 4 or 8 bytes, cuts the
+header short, deletes or duplicates a run of bytes; 1 to 8 of them at once.
 
 Each outcome is one of: "accepted" (model_info returned), "rejected" (a one-line
 ModelFileError), or a failure: "crash: <exception type>", "multi-line message", "slow" (over
@@ -70,6 +70,8 @@ class Structure:
     """(offset, width) of every structural integer: counts, lengths, types, shapes, offsets."""
     values: list[tuple[int, int]]
     """(start, end) of every metadata value with its type id in front."""
+    keys: dict[str, tuple[int, int]]
+    """The same, by key."""
 
 
 def walk(header: bytes) -> Structure:
@@ -79,11 +81,12 @@ def walk(header: bytes) -> Structure:
     n_tensors, n_kv = struct.unpack_from("<QQ", header, 8)
     pos = 24
 
-    def string() -> None:
+    def string() -> str:
         nonlocal pos
         fields.append((pos, 8))
         (length,) = struct.unpack_from("<Q", header, pos)
         pos += 8 + length
+        return header[pos - length : pos].decode()
 
     def value(kind: int) -> None:
         nonlocal pos
@@ -98,14 +101,16 @@ def walk(header: bytes) -> Structure:
             for _ in range(count):
                 value(elem)
 
+    keys = {}
     for _ in range(n_kv):
-        string()
+        key = string()
         fields.append((pos, 4))
         start = pos
         (kind,) = struct.unpack_from("<I", header, pos)
         pos += 4
         value(kind)
         values.append((start, pos))
+        keys[key] = (start, pos)
     for _ in range(n_tensors):
         string()
         (n_dims,) = struct.unpack_from("<I", header, pos)
@@ -113,7 +118,7 @@ def walk(header: bytes) -> Structure:
         fields.extend((pos + 4 + 8 * i, 8) for i in range(n_dims))
         fields.extend([(pos + 4 + 8 * n_dims, 4), (pos + 8 + 8 * n_dims, 8)])
         pos += 4 + 8 * n_dims + 12
-    return Structure(fields, values)
+    return Structure(fields, values, keys)
 
 
 def interesting_integers(file_size: int) -> list[int]:
@@ -162,11 +167,16 @@ def mutate(header: bytes, structure: Structure, file_size: int, rng: random.Rand
         start, end = rng.choice(structure.values)
         data[start:end] = other_values(rng)
         return bytes(data)
-    if choice < 0.3:  # a key the reader reads, added after the others
-        end = structure.values[-1][1]
-        data[end:end] = _string(rng.choice(READ_KEYS).encode()) + other_values(rng)
-        (n_kv,) = struct.unpack_from("<Q", data, 16)
-        struct.pack_into("<Q", data, 16, n_kv + 1)
+    if choice < 0.3:  # a key the reader reads given such a value, or added with it
+        key = rng.choice(READ_KEYS)
+        if key in structure.keys:
+            start, end = structure.keys[key]
+            data[start:end] = other_values(rng)
+        else:
+            end = structure.values[-1][1]
+            data[end:end] = _string(key.encode()) + other_values(rng)
+            (n_kv,) = struct.unpack_from("<Q", data, 16)
+            struct.pack_into("<Q", data, 16, n_kv + 1)
         return bytes(data)
     for _ in range(rng.choice((1, 1, 1, 2, 2, 3, 4, 8))):
         if not data:
