@@ -338,7 +338,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
             "samples": document["samples"],
             "ranking": ranking.to_json(),
             **({"vote": run.vote.to_json()} if run.vote else {}),
-            **({"agreement": agreement} if agreement else {}),
+            **({"agreement": agreement,
+                "reward_model": run.reward_models["reward"].to_json()} if agreement else {}),
             "stats": document["stats"],
             "run_id": run_id,
         })
@@ -460,12 +461,14 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from playground.export import export_stored
+    from playground.export import export_stored, sidecar_path
 
     count = export_stored(_store(args), args.run_ids, args.format, args.output,
                           include_tokens=args.tokens, ranking=args.ranking,
                           pair_mode=args.pairs, max_pairs=args.max_pairs)
-    print(f"wrote {count} records to {args.output}", file=sys.stderr)
+    sidecar = sidecar_path(args.output, args.format)
+    beside = f" (and {sidecar.name} beside it)" if sidecar else ""
+    print(f"wrote {count} records to {args.output}{beside}", file=sys.stderr)
     return 0
 
 

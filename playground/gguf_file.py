@@ -33,6 +33,15 @@ _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<
 _STRING, _ARRAY = 8, 9
 # Arrays longer than this (token lists, merges, scores) are summarised by their length.
 _KEEP_ARRAY_MAX = 64
+# Arrays of arrays are legal, but real files nest at most one deep; a deeper nest is damage
+# (and would exhaust Python's recursion limit).
+_MAX_NESTING = 4
+# The longest string a real file holds is a chat template of some kilobytes; a length beyond
+# this is damage, and reading it would allocate up to the file's size (gigabytes).
+_MAX_STRING = 16 * 2**20
+# Values read from one header at most. Real files hold a few hundred thousand (vocabularies of
+# 262k tokens, their merges); a damaged count over zeroed bytes would read on for minutes.
+_MAX_VALUES = 2**21
 
 
 @dataclass(frozen=True)
@@ -99,18 +108,24 @@ def _parse(buf: mmap.mmap, size: int) -> GGUFHeader:
     if n_kv > size // 16 or n_tensors > size // 16:
         raise _Damaged("the file is damaged: its header counts are impossible")
     pos = 24
+    values_read = 0
 
     def string() -> str:
         nonlocal pos
         (length,) = struct.unpack_from("<Q", buf, pos)
         if length > size - pos:
             raise struct.error("string runs past the end of the file")
+        if length > _MAX_STRING:
+            raise _Damaged(f"the file is damaged: a string of {length:,} bytes")
         text = bytes(buf[pos + 8 : pos + 8 + length]).decode("utf-8")
         pos += 8 + length
         return text
 
-    def value(kind: int) -> Any:
-        nonlocal pos
+    def value(kind: int, depth: int = 0) -> Any:
+        nonlocal pos, values_read
+        values_read += 1
+        if values_read > _MAX_VALUES:
+            raise _Damaged(f"the file is damaged: its header holds over {_MAX_VALUES:,} values")
         if kind in _SCALARS:
             fmt = _SCALARS[kind]
             (v,) = struct.unpack_from(fmt, buf, pos)
@@ -126,20 +141,33 @@ def _parse(buf: mmap.mmap, size: int) -> GGUFHeader:
             if elem in _SCALARS and count > _KEEP_ARRAY_MAX:
                 pos += count * struct.calcsize(_SCALARS[elem])  # skip without decoding
                 return ArraySummary(count)
-            items = [value(elem) for _ in range(count)]
-            return ArraySummary(count) if count > _KEEP_ARRAY_MAX else items
+            if elem == _ARRAY and depth >= _MAX_NESTING:
+                raise _Damaged(f"the file is damaged: arrays nested over {_MAX_NESTING} deep")
+            if count > _KEEP_ARRAY_MAX:
+                for _ in range(count):  # read for its extent (and checked), not kept
+                    value(elem, depth + 1)
+                return ArraySummary(count)
+            return [value(elem, depth + 1) for _ in range(count)]
         raise _Damaged(f"the file is damaged: unknown metadata value type {kind}")
 
+    # Keys and tensor names are unique, as llama.cpp's gguf.cpp requires: this also stops a
+    # count that runs on over zeroed bytes (each entry an empty name) at its second entry.
     metadata: dict[str, Any] = {}
     for _ in range(n_kv):
         key = string()
+        if key in metadata:
+            raise _Damaged(f"the file is damaged: the key {key!r} appears twice")
         (kind,) = struct.unpack_from("<I", buf, pos)
         pos += 4
         metadata[key] = value(kind)
 
     tensors = []
+    names: set[str] = set()
     for _ in range(n_tensors):
         name = string()
+        if name in names:
+            raise _Damaged(f"the file is damaged: the tensor {name!r} appears twice")
+        names.add(name)
         (n_dims,) = struct.unpack_from("<I", buf, pos)
         if n_dims > 8:
             raise _Damaged(f"the file is damaged: tensor {name!r} has {n_dims} dimensions")
@@ -148,7 +176,11 @@ def _parse(buf: mmap.mmap, size: int) -> GGUFHeader:
         pos += 4 + 8 * n_dims + 12
         tensors.append(TensorInfo(name, shape, ggml_type, offset, _nbytes(name, shape, ggml_type)))
 
-    alignment = int(metadata.get("general.alignment", 32))
+    alignment = metadata.get("general.alignment", 32)
+    # As llama.cpp's gguf.cpp requires: a power of two.
+    if type(alignment) is not int or alignment <= 0 or alignment & (alignment - 1):
+        raise _Damaged(f"the file is damaged: general.alignment is {alignment!r}, not a power "
+                       "of two")
     data_offset = -(-pos // alignment) * alignment
     end = max((data_offset + t.offset + t.nbytes for t in tensors), default=data_offset)
     if end > size:
@@ -208,29 +240,64 @@ class ModelInfo:
 def model_info(path: Path | str, header: GGUFHeader | None = None) -> ModelInfo:
     path = Path(path)
     header = header or read_header(path)
-    meta = header.metadata
-    arch = str(meta.get("general.architecture", "unknown"))
+    meta = _Metadata(path, header.metadata)
+    arch = meta.text("general.architecture", "unknown")
     tokens = meta.get("tokenizer.ggml.tokens")
+    if tokens is not None and not isinstance(tokens, ArraySummary | list):
+        raise meta.wrong_type("tokenizer.ggml.tokens", "an array")
     vocab = tokens.length if isinstance(tokens, ArraySummary) else len(tokens or [])
     return ModelInfo(
         path=str(path.resolve()),
-        name=str(meta.get("general.name") or path.stem),
+        name=meta.text("general.name", "") or path.stem,
         architecture=arch,
         parameters=sum(math.prod(t.shape) for t in header.tensors),
-        quantization=_quantization(header),
+        quantization=_quantization(header, meta.integer("general.file_type", None)),
         file_size=header.file_size,
-        context_length=int(meta.get(f"{arch}.context_length", 0)),
-        vocab_size=int(meta.get(f"{arch}.vocab_size", vocab)),
-        layers=int(meta.get(f"{arch}.block_count", 0)),
-        embedding_length=int(meta.get(f"{arch}.embedding_length", 0)),
-        has_chat_template=bool(meta.get("tokenizer.chat_template")),
-        license=meta.get("general.license"),
-        kind=str(meta.get("general.type", "model")),
+        context_length=meta.integer(f"{arch}.context_length", 0),
+        vocab_size=meta.integer(f"{arch}.vocab_size", vocab),
+        layers=meta.integer(f"{arch}.block_count", 0),
+        embedding_length=meta.integer(f"{arch}.embedding_length", 0),
+        has_chat_template=bool(meta.text("tokenizer.chat_template", "")),
+        license=meta.text("general.license", None),
+        kind=meta.text("general.type", "model"),
     )
 
 
-def _quantization(header: GGUFHeader) -> str:
-    file_type = header.metadata.get("general.file_type")
+class _Metadata:
+    """Typed reads of header values: a key holding the wrong type is a damaged file (as
+    llama.cpp's gguf_get_* would refuse it), not a crash."""
+
+    def __init__(self, path: Path, metadata: dict[str, Any]) -> None:
+        self._path = path
+        self._metadata = metadata
+
+    def get(self, key: str) -> Any:
+        return self._metadata.get(key)
+
+    def integer(self, key: str, default: Any) -> Any:
+        """A count: an integer of 0 or more."""
+        value = self._metadata.get(key, default)
+        if value is not default and (type(value) is not int or value < 0):  # nor is a bool
+            raise self.wrong_type(key, "a count (an integer of 0 or more)")
+        return value
+
+    def text(self, key: str, default: Any) -> Any:
+        value = self._metadata.get(key, default)
+        if value is not default and not isinstance(value, str):
+            raise self.wrong_type(key, "text")
+        return value
+
+    def wrong_type(self, key: str, expected: str) -> ModelFileError:
+        value = self._metadata[key]
+        found = repr(value) if type(value) is int else _TYPE_NAMES.get(type(value), "other")
+        return _fail(self._path, f"the file is damaged: {key} should be {expected}, not {found}")
+
+
+_TYPE_NAMES = {str: "text", int: "an integer", float: "a real number", bool: "true or false",
+               list: "an array", ArraySummary: "an array"}
+
+
+def _quantization(header: GGUFHeader, file_type: int | None) -> str:
     if file_type is not None:
         try:
             return LlamaFileType(file_type).name.removeprefix("MOSTLY_")

@@ -25,6 +25,7 @@ that owns its engine).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import mmap
@@ -59,7 +60,7 @@ from playground.errors import (
     UnsupportedModelError,
 )
 from playground.gguf_file import GGUFHeader, model_info, read_header
-from playground.records import Run
+from playground.records import RewardModelIdentity, Run
 from playground.scoring import Ranking, kendall_tau, top_agrees
 from playground.units import human_count
 
@@ -179,12 +180,28 @@ class RewardModel(ABC):
 
     kind: str = ""
     """'score-head', 'reranker' or 'judge'."""
+    rubric: str = ""
+    """The judge's question or a reranker's instruction; "" when the model takes none."""
 
     def __init__(self, engine: Engine, decoder: _Decoder, *, owns_engine: bool) -> None:
         self.engine = engine
         """The loaded model (for the judge, possibly the app's generator)."""
         self._decoder = decoder
         self._owns_engine = owns_engine
+        self._identity: RewardModelIdentity | None = None
+
+    def identity(self) -> RewardModelIdentity:
+        """What a stored score records about the model that gave it. Hashes the file the first
+        time (seconds for a large model), then reuses that."""
+        if self._identity is None:
+            try:
+                with open(self.path, "rb") as f:
+                    sha256 = hashlib.file_digest(f, "sha256").hexdigest()
+            except OSError:
+                sha256 = ""
+            self._identity = RewardModelIdentity(self.kind, str(self.path), sha256, self.name,
+                                                 self.rubric)
+        return self._identity
 
     @property
     def path(self) -> Path:
@@ -298,11 +315,13 @@ def score_run(
     progress: Callable[[int, int], None] | None = None,
 ) -> Ranking:
     """Score every sample of `run` against its prompt, store the scores as `sample.scores[method]`
-    and return the run's ranking by them."""
+    and the model's identity as `run.reward_models[method]`, and return the run's ranking by
+    them."""
     scores = model.score(run.prompt, [s.text for s in run.samples], cancel=cancel,
                          progress=progress)
     for sample, score in zip(run.samples, scores, strict=True):
         sample.scores[method] = score
+    run.reward_models[method] = model.identity()
     return run.rank(method)
 
 
@@ -351,8 +370,10 @@ class RerankerModel(RewardModel):
     kind = KIND_RERANKER
 
     def __init__(self, engine: Engine, decoder: _Decoder, *, labels: tuple[str, ...],
-                 template: str | None, template_origin: str, owns_engine: bool = True) -> None:
+                 template: str | None, template_origin: str, rubric: str = "",
+                 owns_engine: bool = True) -> None:
         super().__init__(engine, decoder, owns_engine=owns_engine)
+        self.rubric = rubric
         self.labels = labels
         self.template = template
         """With {query} and {document}; None for the [BOS] query [EOS][SEP] document [EOS] pair."""
@@ -693,7 +714,7 @@ def _open_reranker(path: Path, header: GGUFHeader, rubric: str | None, n_gpu_lay
         engine.close()
         raise
     return RerankerModel(engine, decoder, labels=labels, template=template,
-                         template_origin=origin)
+                         template_origin=origin, rubric=rubric or "")
 
 
 def _rerank_template(model: llama_cpp.llama_model_p, arch: str, labels: tuple[str, ...],

@@ -23,7 +23,8 @@ gives the same text for the same id over and over. 32 samples x 2048 tokens with
 take about 12 MB (tests/test_store.py measures it).
 
 The schema is versioned with `PRAGMA user_version`: `MIGRATIONS[i]` takes the file from version i
-to version i + 1, so adding version 2 is appending one function.
+to version i + 1, so adding a version is appending one function. Version 2 added which reward
+model gave each stored score (`Run.reward_models`).
 
 A file that is not an SQLite database, or a truncated one, is never written to: `Store()` raises
 `StoreDamagedError`, and `open_store()` moves the file aside (to `history.sqlite.damaged-<time>`,
@@ -55,6 +56,7 @@ from playground.paths import data_dir
 from playground.records import (
     Alternative,
     Event,
+    RewardModelIdentity,
     Run,
     RunEnd,
     RunStats,
@@ -148,7 +150,12 @@ def _migrate_to_1(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_to_1]
+def _migrate_to_2(conn: sqlite3.Connection) -> None:
+    # Which reward model gave each stored score: {score name: RewardModelIdentity fields}.
+    conn.execute("ALTER TABLE runs ADD COLUMN reward_models_json TEXT NOT NULL DEFAULT '{}'")
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_to_1, _migrate_to_2]
 """MIGRATIONS[i] takes a file from schema version i to i + 1, inside one transaction."""
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -312,6 +319,14 @@ def _rankings_from_json(text: str) -> dict[str, Ranking]:
         method: Ranking(r["method"], tuple(r["order"]), tuple(float(s) for s in r["scores"]))
         for method, r in json.loads(text).items()
     }
+
+
+def _reward_models_json(identities: dict[str, RewardModelIdentity]) -> str:
+    return json.dumps({name: identity.to_json() for name, identity in identities.items()})
+
+
+def _reward_models_from_json(text: str) -> dict[str, RewardModelIdentity]:
+    return {name: RewardModelIdentity(**fields) for name, fields in json.loads(text).items()}
 
 
 def _vote_json(vote: Vote | None) -> str | None:
@@ -595,19 +610,27 @@ class Store:
         return RunWriter(self.path, run, sha256, flush_interval=flush_interval, clock=clock)
 
     def save(self, run: Run) -> int:
-        """Store a whole run at once (an import, or a run generated without a writer)."""
-        sha256 = self.model_sha256(run.model.path)
+        """Store a whole run at once (a run generated without a writer)."""
+        return self.save_all([run])[0]
+
+    def save_all(self, runs: Sequence[Run]) -> list[int]:
+        """Store whole runs in one transaction, all or none (an import); returns their ids."""
+        hashes = [self.model_sha256(run.model.path) for run in runs]
+        ids = []
         with self._writing() as conn:
-            run_id = _insert_run(conn, run, sha256, time.time())
-            if run.stats is not None:
-                conn.execute(
-                    "UPDATE runs SET finished_at = ?, stats_json = ? WHERE id = ?",
-                    (time.time(), _stats_json(run.stats), run_id),
-                )
-        return run_id
+            for run, sha256 in zip(runs, hashes, strict=True):
+                run_id = _insert_run(conn, run, sha256, time.time())
+                if run.stats is not None:
+                    conn.execute(
+                        "UPDATE runs SET finished_at = ?, stats_json = ? WHERE id = ?",
+                        (time.time(), _stats_json(run.stats), run_id),
+                    )
+                ids.append(run_id)
+        return ids
 
     def save_scores(self, run_id: int, run: Run) -> None:
-        """Write what was computed after generation: `Sample.scores`, `rankings` and `vote`."""
+        """Write what was computed after generation: `Sample.scores`, `rankings`, `vote` and
+        `reward_models`."""
         with self._writing() as conn:
             self._require(conn, run_id)
             conn.executemany(
@@ -615,8 +638,10 @@ class Store:
                 [(json.dumps(s.scores), run_id, s.index) for s in run.samples],
             )
             conn.execute(
-                "UPDATE runs SET rankings_json = ?, vote_json = ? WHERE id = ?",
-                (_rankings_json(run.rankings), _vote_json(run.vote), run_id),
+                "UPDATE runs SET rankings_json = ?, vote_json = ?, reward_models_json = ?"
+                " WHERE id = ?",
+                (_rankings_json(run.rankings), _vote_json(run.vote),
+                 _reward_models_json(run.reward_models), run_id),
             )
 
     # -- reading runs --------------------------------------------------------------------------
@@ -630,13 +655,13 @@ class Store:
         with self._reading() as conn:
             row = conn.execute(
                 "SELECT model_json, params_json, prompt, prompt_token_ids, chat, system,"
-                " stats_json, rankings_json, vote_json FROM runs WHERE id = ?",
+                " stats_json, rankings_json, vote_json, reward_models_json FROM runs WHERE id = ?",
                 (run_id,),
             ).fetchone()
             if row is None:
                 raise StoreError(f"there is no run #{run_id} in the history")
             (model_json, params_json, prompt, ids_blob, chat, system, stats_json,
-             rankings_json, vote_json) = row
+             rankings_json, vote_json, reward_models_json) = row
             running = self._is_open(run_id)
             samples = []
             for idx, seed, text, reason, scores_json, blob in conn.execute(
@@ -673,6 +698,7 @@ class Store:
             stats=stats,
             rankings=_rankings_from_json(rankings_json),
             vote=_vote_from_json(vote_json),
+            reward_models=_reward_models_from_json(reward_models_json),
         )
 
     def status(self, run_id: int) -> str:
@@ -881,11 +907,11 @@ def _insert_run(conn: sqlite3.Connection, run: Run, sha256: str | None, created:
     cursor = conn.execute(
         "INSERT INTO runs (created_at, model_name, model_path, model_sha256, model_json,"
         " params_json, prompt, chat, system, prompt_token_ids, n_samples, rankings_json,"
-        " vote_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " vote_json, reward_models_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (created, run.model.name, run.model.path, sha256, json.dumps(asdict(run.model)),
          _params_json(run.params), run.prompt, int(run.chat), run.system,
          _ids_blob(run.prompt_token_ids), len(run.samples), _rankings_json(run.rankings),
-         _vote_json(run.vote)),
+         _vote_json(run.vote), _reward_models_json(run.reward_models)),
     )
     run_id = cursor.lastrowid
     assert run_id is not None

@@ -8,6 +8,7 @@ micro-batches, which move results by about 1e-4 on these models.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import struct
@@ -25,6 +26,7 @@ from playground import reward
 from playground.engine import Engine, load
 from playground.errors import InvalidRequestError, ModelFileError, PlaygroundError, ResourceError
 from playground.gguf_file import read_header
+from playground.records import RewardModelIdentity
 from playground.reward import (
     BIAS_KEY,
     DEFAULT_RUBRIC,
@@ -358,6 +360,26 @@ def test_score_run_stores_rewards_and_ranks(score_head_model, tiny_engine: Engin
     agreement = rank_agreement(ranking, run.rank("mean-logprob"))
     assert set(agreement) == {"kendall_tau", "top_agrees"}
     assert -1.0 <= agreement["kendall_tau"] <= 1.0
+
+
+def test_scores_record_the_reward_model_that_gave_them(score_head_model, score_head_path: Path,
+                                                      tiny_engine: Engine, reranker_paths):
+    run = tiny_engine.run(PROMPT, SamplingParams(seed=3, max_tokens=4), n=2)
+    score_run(score_head_model, run)
+    sha256 = hashlib.sha256(score_head_path.read_bytes()).hexdigest()
+    assert run.reward_models["reward"] == RewardModelIdentity(
+        "score-head", str(score_head_path), sha256, score_head_model.name, "")
+    with open_reward_model("judge", judge_engine=tiny_engine, rubric="Is it short?") as judge:
+        score_run(judge, run, method="judge")
+    judged = run.reward_models["judge"]
+    assert (judged.kind, judged.file, judged.rubric) == ("judge", str(tiny_engine.path),
+                                                        "Is it short?")
+    assert judged.sha256 == hashlib.sha256(tiny_engine.path.read_bytes()).hexdigest()
+    with open_reward_model(reranker_paths[2]) as reranker:
+        score_run(reranker, run, method="rerank")
+    assert run.reward_models["rerank"].kind == "reranker"
+    assert run.reward_models["rerank"].file == str(reranker_paths[2])
+    assert run.to_json()["reward_models"]["reward"]["sha256"] == sha256
 
 
 # ---------------------------------------------------------------------------------------------
