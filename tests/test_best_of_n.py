@@ -6,7 +6,8 @@ from dataclasses import replace
 
 import pytest
 
-from playground.engine import MAX_SAMPLES, Engine
+from playground.engine import MAX_SAMPLES
+from playground.engine_api import Engine
 from playground.errors import InvalidRequestError, ResourceError
 from playground.records import SampleEnd, TokenRecord
 from playground.sampling import SamplingParams
