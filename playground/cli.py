@@ -7,6 +7,7 @@ a non-zero exit status, never a traceback (set PLAYGROUND_DEBUG=1 to see one).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -257,14 +258,15 @@ def _run(args: argparse.Namespace, n: int, on_text: Callable[[str], None] | None
     params, prompt = _params(args), _prompt(args)
     engine = _engine(args)
     run = engine.start_run(prompt, params, n, chat=not args.raw, system=args.system)
-    writer = None if args.no_save else _store(args).begin(run)
     flag = [False]
-    for event in _interruptible(engine.generate(run, cancel=lambda: flag[0]), flag):
-        run.add(event)
-        if writer:
-            writer.add(event)
-        if on_text and isinstance(event, TokenRecord):
-            on_text(event.text)
+    # The writer flushes what it holds even when generation fails half-way.
+    with contextlib.nullcontext() if args.no_save else _store(args).begin(run) as writer:
+        for event in _interruptible(engine.generate(run, cancel=lambda: flag[0]), flag):
+            run.add(event)
+            if writer:
+                writer.add(event)
+            if on_text and isinstance(event, TokenRecord):
+                on_text(event.text)
     return engine, run, writer.run_id if writer else None
 
 

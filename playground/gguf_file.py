@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, LlamaFileType
 
 from playground.errors import ModelFileError
@@ -73,8 +74,11 @@ def _fail(path: Path, why: str) -> ModelFileError:
     return ModelFileError(f"{path.name}: {why}")
 
 
-def read_header(path: Path | str) -> GGUFHeader:
-    """Parse and check a GGUF file's header and tensor table; raise ModelFileError if unusable."""
+def read_header(path: Path | str, *, arrays: frozenset[str] = frozenset()) -> GGUFHeader:
+    """Parse and check a GGUF file's header and tensor table; raise ModelFileError if unusable.
+
+    Long metadata arrays are kept only as an `ArraySummary`, except those named in `arrays`,
+    which are read whole (numbers as a numpy array)."""
     path = Path(path)
     if not path.exists():
         raise _fail(path, "no such file")
@@ -88,7 +92,7 @@ def read_header(path: Path | str) -> GGUFHeader:
             raise _fail(path, "not a GGUF model file (it does not start with 'GGUF')")
         with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
             try:
-                return _parse(buf, size)
+                return _parse(buf, size, arrays)
             except (struct.error, UnicodeDecodeError, IndexError, OverflowError):
                 raise _fail(path, "the file is truncated or damaged (its header is cut short)") \
                     from None
@@ -100,94 +104,119 @@ class _Damaged(Exception):
     pass
 
 
-def _parse(buf: mmap.mmap, size: int) -> GGUFHeader:
+class _Reader:
+    """Reads GGUF values in order from a buffer, raising struct.error past its end."""
+
+    def __init__(self, buf: mmap.mmap, size: int, pos: int) -> None:
+        self.buf, self.size, self.pos = buf, size, pos
+        self.values_read = 0
+
+    def unpack(self, fmt: str) -> tuple[Any, ...]:
+        values = struct.unpack_from(fmt, self.buf, self.pos)
+        self.pos += struct.calcsize(fmt)
+        return values
+
+    def string(self) -> str:
+        (length,) = self.unpack("<Q")
+        if length > self.size - self.pos:
+            raise struct.error("string runs past the end of the file")
+        if length > _MAX_STRING:
+            raise _Damaged(f"the file is damaged: a string of {length:,} bytes")
+        text = bytes(self.buf[self.pos : self.pos + length]).decode("utf-8")
+        self.pos += length
+        return text
+
+    def value(self, kind: int, depth: int = 0, *, whole: bool = False) -> Any:
+        """One metadata value; arrays longer than _KEEP_ARRAY_MAX only as an ArraySummary
+        unless `whole` (numbers then as a numpy array)."""
+        self.values_read += 1
+        if self.values_read > _MAX_VALUES:
+            raise _Damaged(f"the file is damaged: its header holds over {_MAX_VALUES:,} values")
+        if kind in _SCALARS:
+            return self.unpack(_SCALARS[kind])[0]
+        if kind == _STRING:
+            return self.string()
+        if kind != _ARRAY:
+            raise _Damaged(f"the file is damaged: unknown metadata value type {kind}")
+        elem, count = self.unpack("<IQ")
+        if count > self.size:
+            raise struct.error("array longer than the file")
+        if elem in _SCALARS and (whole or count > _KEEP_ARRAY_MAX):
+            return self.numbers(_SCALARS[elem], count, whole)
+        if elem == _ARRAY and depth >= _MAX_NESTING:
+            raise _Damaged(f"the file is damaged: arrays nested over {_MAX_NESTING} deep")
+        if count > _KEEP_ARRAY_MAX and not whole:
+            for _ in range(count):  # read for its extent (and checked), not kept
+                self.value(elem, depth + 1)
+            return ArraySummary(count)
+        return [self.value(elem, depth + 1) for _ in range(count)]
+
+    def numbers(self, fmt: str, count: int, whole: bool) -> np.ndarray | ArraySummary:
+        start = self.pos
+        self.pos += count * struct.calcsize(fmt)
+        if self.pos > self.size:
+            raise struct.error("array runs past the end of the file")
+        if not whole:
+            return ArraySummary(count)  # skipped without decoding
+        return np.frombuffer(self.buf, dtype=np.dtype(fmt), count=count, offset=start).copy()
+
+    def tensor(self) -> TensorInfo:
+        name = self.string()
+        (n_dims,) = self.unpack("<I")
+        if n_dims > 8:
+            raise _Damaged(f"the file is damaged: tensor {name!r} has {n_dims} dimensions")
+        shape = self.unpack(f"<{n_dims}Q")
+        ggml_type, offset = self.unpack("<IQ")
+        return TensorInfo(name, shape, ggml_type, offset, _nbytes(name, shape, ggml_type))
+
+
+def _parse(buf: mmap.mmap, size: int, arrays: frozenset[str]) -> GGUFHeader:
     version, n_tensors, n_kv = struct.unpack_from("<IQQ", buf, 4)
     if version not in SUPPORTED_VERSIONS:
         raise _Damaged(f"GGUF version {version} is not supported (expected 2 or 3)")
     # Each entry needs at least ~16 bytes: counts beyond that mean random bytes after the magic.
     if n_kv > size // 16 or n_tensors > size // 16:
         raise _Damaged("the file is damaged: its header counts are impossible")
-    pos = 24
-    values_read = 0
-
-    def string() -> str:
-        nonlocal pos
-        (length,) = struct.unpack_from("<Q", buf, pos)
-        if length > size - pos:
-            raise struct.error("string runs past the end of the file")
-        if length > _MAX_STRING:
-            raise _Damaged(f"the file is damaged: a string of {length:,} bytes")
-        text = bytes(buf[pos + 8 : pos + 8 + length]).decode("utf-8")
-        pos += 8 + length
-        return text
-
-    def value(kind: int, depth: int = 0) -> Any:
-        nonlocal pos, values_read
-        values_read += 1
-        if values_read > _MAX_VALUES:
-            raise _Damaged(f"the file is damaged: its header holds over {_MAX_VALUES:,} values")
-        if kind in _SCALARS:
-            fmt = _SCALARS[kind]
-            (v,) = struct.unpack_from(fmt, buf, pos)
-            pos += struct.calcsize(fmt)
-            return v
-        if kind == _STRING:
-            return string()
-        if kind == _ARRAY:
-            elem, count = struct.unpack_from("<IQ", buf, pos)
-            pos += 12
-            if count > size:
-                raise struct.error("array longer than the file")
-            if elem in _SCALARS and count > _KEEP_ARRAY_MAX:
-                pos += count * struct.calcsize(_SCALARS[elem])  # skip without decoding
-                return ArraySummary(count)
-            if elem == _ARRAY and depth >= _MAX_NESTING:
-                raise _Damaged(f"the file is damaged: arrays nested over {_MAX_NESTING} deep")
-            if count > _KEEP_ARRAY_MAX:
-                for _ in range(count):  # read for its extent (and checked), not kept
-                    value(elem, depth + 1)
-                return ArraySummary(count)
-            return [value(elem, depth + 1) for _ in range(count)]
-        raise _Damaged(f"the file is damaged: unknown metadata value type {kind}")
-
     # Keys and tensor names are unique, as llama.cpp's gguf.cpp requires: this also stops a
     # count that runs on over zeroed bytes (each entry an empty name) at its second entry.
+    reader = _Reader(buf, size, 24)
     metadata: dict[str, Any] = {}
     for _ in range(n_kv):
-        key = string()
+        key = reader.string()
         if key in metadata:
             raise _Damaged(f"the file is damaged: the key {key!r} appears twice")
-        (kind,) = struct.unpack_from("<I", buf, pos)
-        pos += 4
-        metadata[key] = value(kind)
-
-    tensors = []
+        (kind,) = reader.unpack("<I")
+        metadata[key] = reader.value(kind, whole=key in arrays)
+    tensors: list[TensorInfo] = []
     names: set[str] = set()
     for _ in range(n_tensors):
-        name = string()
-        if name in names:
-            raise _Damaged(f"the file is damaged: the tensor {name!r} appears twice")
-        names.add(name)
-        (n_dims,) = struct.unpack_from("<I", buf, pos)
-        if n_dims > 8:
-            raise _Damaged(f"the file is damaged: tensor {name!r} has {n_dims} dimensions")
-        shape = struct.unpack_from(f"<{n_dims}Q", buf, pos + 4)
-        ggml_type, offset = struct.unpack_from("<IQ", buf, pos + 4 + 8 * n_dims)
-        pos += 4 + 8 * n_dims + 12
-        tensors.append(TensorInfo(name, shape, ggml_type, offset, _nbytes(name, shape, ggml_type)))
+        tensor = reader.tensor()
+        if tensor.name in names:
+            raise _Damaged(f"the file is damaged: the tensor {tensor.name!r} appears twice")
+        names.add(tensor.name)
+        tensors.append(tensor)
 
     alignment = metadata.get("general.alignment", 32)
     # As llama.cpp's gguf.cpp requires: a power of two.
     if type(alignment) is not int or alignment <= 0 or alignment & (alignment - 1):
         raise _Damaged(f"the file is damaged: general.alignment is {alignment!r}, not a power "
                        "of two")
-    data_offset = -(-pos // alignment) * alignment
+    data_offset = -(-reader.pos // alignment) * alignment
     end = max((data_offset + t.offset + t.nbytes for t in tensors), default=data_offset)
     if end > size:
         raise _Damaged(
             f"the file is truncated: its tensors need {end:,} bytes but it has {size:,}"
         )
     return GGUFHeader(version, metadata, tuple(tensors), data_offset, size)
+
+
+def read_array(path: Path | str, key: str) -> np.ndarray:
+    """One numeric metadata array of a GGUF file, whole (e.g. a score head of n_embd floats)."""
+    path = Path(path)
+    found = read_header(path, arrays=frozenset({key})).metadata.get(key)
+    if not isinstance(found, np.ndarray):
+        raise _fail(path, f"`{key}` is missing or is not an array of numbers")
+    return found
 
 
 def _nbytes(name: str, shape: tuple[int, ...], ggml_type: int) -> int:

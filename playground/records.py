@@ -7,7 +7,7 @@ where a stream becomes a run, for the CLI, the GUI and the store alike.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from playground.gguf_file import ModelInfo
@@ -127,6 +127,22 @@ class Sample:
     scores: dict[str, float] = field(default_factory=dict)
     """Scores that cannot be recomputed from the tokens, e.g. 'reward'. A sample imported
     without its tokens keeps the logprob scores its file carried here too ('mean-logprob'...)."""
+    prefix: int = field(default=0, repr=False)
+    """Tokens the sample held before the engine's stream began (a forced branch continues after
+    its prefix); the stream's positions and text are its own and go after them."""
+
+    def add(self, event: TokenRecord | SampleEnd) -> None:
+        """Fold one of the engine's events for this sample."""
+        if isinstance(event, TokenRecord):
+            self.tokens.append(replace(event, position=self.prefix + event.position)
+                               if self.prefix else event)
+            self.text += event.text
+        else:
+            kept = self.tokens[: self.prefix + event.n_tokens]
+            # The end's text is the stream's final text (a stop string cut off, say).
+            self.text = "".join(t.text for t in kept[: self.prefix]) + event.text
+            self.tokens[:] = kept
+            self.finish_reason = event.finish_reason
 
     @property
     def logprobs(self) -> list[float]:
@@ -223,17 +239,10 @@ class Run:
         return cls(model, params, prompt, prompt_token_ids, chat, system, samples)
 
     def add(self, event: Event) -> None:
-        if isinstance(event, TokenRecord):
-            sample = self.samples[event.sample]
-            sample.tokens.append(event)
-            sample.text += event.text
-        elif isinstance(event, SampleEnd):
-            sample = self.samples[event.sample]
-            del sample.tokens[event.n_tokens :]
-            sample.text = event.text
-            sample.finish_reason = event.finish_reason
-        else:
+        if isinstance(event, RunEnd):
             self.stats = event.stats
+        else:
+            self.samples[event.sample].add(event)
 
     @property
     def finished(self) -> bool:

@@ -22,8 +22,9 @@ import numpy as np
 import pytest
 import tiny_models
 
-from playground import reward
-from playground.engine import Engine, load
+from playground import gguf_file, reward
+from playground.engine import load
+from playground.engine_api import Engine
 from playground.errors import InvalidRequestError, ModelFileError, PlaygroundError, ResourceError
 from playground.gguf_file import read_header
 from playground.records import RewardModelIdentity
@@ -33,6 +34,7 @@ from playground.reward import (
     HEAD_KEY,
     SOURCE_KEY,
     VERSION_KEY,
+    detection,
     open_reward_model,
     pack_reward_model,
     rank_agreement,
@@ -223,7 +225,7 @@ def test_pack_writes_the_format_and_keeps_every_tensor(score_head_path: Path,
                                                        tiny_model_path: Path, head: np.ndarray):
     meta = read_header(score_head_path).metadata
     assert meta[VERSION_KEY] == 1 and meta[BIAS_KEY] == 0.0 and "head.npy" in meta[SOURCE_KEY]
-    assert np.array_equal(reward.read_float_array(score_head_path, HEAD_KEY), head)
+    assert np.array_equal(gguf_file.read_array(score_head_path, HEAD_KEY), head)
     packed, original = gguf.GGUFReader(str(score_head_path)), gguf.GGUFReader(str(tiny_model_path))
     assert [(t.name, t.tensor_type) for t in packed.tensors] == \
         [(t.name, t.tensor_type) for t in original.tensors]
@@ -421,8 +423,8 @@ def test_two_label_qwen3_reads_qwen3_reranker_prompt(reranker_paths):
         expected = _qwen3_reranker_prompt(instruction, "the query", "the document")
         with open_reward_model(reranker_paths[2], rubric=rubric) as model:
             tokens = model.score_detailed("the query", ["the document"])[0].input_token_ids
-            vocab = llama_cpp.llama_model_get_vocab(model.engine.llama_model)
-            assert list(tokens) == reward._tokenize(vocab, expected, add_special=False,
+            tokenize = model.engine.model.tokenize
+            assert list(tokens) == tokenize(expected, add_special=False,
                                                     parse_special=True)
         assert tokens[0] == tiny_models.TOKEN_IM_START
 
@@ -447,9 +449,9 @@ def test_one_label_reranker_slices_to_n_cls_out(reranker_paths):
 def test_pair_format_without_rerank_template(reranker_paths):
     with open_reward_model(reranker_paths[1]) as model:
         tokens = list(model.score_detailed("the cat", ["the dog"])[0].input_token_ids)
-        vocab = llama_cpp.llama_model_get_vocab(model.engine.llama_model)
-        q = reward._tokenize(vocab, "the cat", add_special=False, parse_special=False)
-        d = reward._tokenize(vocab, "the dog", add_special=False, parse_special=False)
+        tokenize = model.engine.model.tokenize
+        q = tokenize("the cat", add_special=False, parse_special=False)
+        d = tokenize("the dog", add_special=False, parse_special=False)
         # This vocabulary asks for BOS only (no EOS, no SEP), as llama.cpp's server builds it.
         assert tokens == [tiny_models.TOKEN_BOS, *q, *d]
 
@@ -461,8 +463,8 @@ def test_rerank_template_in_the_file_is_used(models: Path, reranker_paths):
     with open_reward_model(path) as model:
         assert "the file's rerank template" in model.describe()
         tokens = model.score_detailed("a", ["b"])[0].input_token_ids
-        vocab = llama_cpp.llama_model_get_vocab(model.engine.llama_model)
-        assert list(tokens) == reward._tokenize(vocab, "<|im_start|>Q: a D: b<|im_end|>",
+        tokenize = model.engine.model.tokenize
+        assert list(tokens) == tokenize("<|im_start|>Q: a D: b<|im_end|>",
                                                 add_special=False, parse_special=True)
     assert tokens[0] == tiny_models.TOKEN_IM_START  # parsed as a special token
 
@@ -477,7 +479,7 @@ def test_reranker_batched_equals_one_at_a_time(reranker_paths, labels: int):
 
 def test_encoder_path_scores_each_input_alone(reranker_paths, monkeypatch: pytest.MonkeyPatch):
     # Encoders (bert) must see an input in one micro-batch; the tiny qwen3 stands in for one.
-    monkeypatch.setattr(reward, "ENCODER_ARCHS", frozenset({"qwen3"}))
+    monkeypatch.setattr(detection, "ENCODER_ARCHS", frozenset({"qwen3"}))
     with open_reward_model(reranker_paths[2]) as model:
         assert not model._decoder.causal
         batched = model.score(PROMPT, RESPONSES)

@@ -9,7 +9,7 @@ import pytest
 from PySide6.QtWidgets import QTreeWidgetItemIterator
 
 from playground.demos import sentence_support
-from playground.engine import Engine
+from playground.engine_api import Engine
 from playground.errors import InvalidRequestError
 from playground.scenarios import ConsistencyResult, find_scenario
 from playground.ui.hallucination_view import (

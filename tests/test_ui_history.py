@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from playground import export, paths
-from playground.engine import Engine
+from playground.engine_api import Engine
 from playground.errors import PlaygroundError
 from playground.records import Run
 from playground.sampling import SamplingParams

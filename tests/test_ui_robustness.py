@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from playground.engine import Engine
+from playground.engine_api import Engine
 from playground.errors import InvalidRequestError
 from playground.scenarios import RobustnessResult, find_scenario
 from playground.ui.robustness_view import RobustnessView

@@ -43,7 +43,7 @@ from PySide6.QtWidgets import (
 )
 
 from playground.demos import FLAG_THRESHOLD, SentenceSupport
-from playground.engine import Engine
+from playground.engine_api import Engine
 from playground.errors import InvalidRequestError
 from playground.records import Run, Sample, TokenRecord
 from playground.sampling import SamplingParams

@@ -20,7 +20,8 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from playground.engine import BackendInfo, Engine, backend_info, load
+from playground.engine import BackendInfo, backend_info, load
+from playground.engine_api import Engine
 from playground.errors import PlaygroundError
 from playground.gguf_file import ModelInfo
 from playground.records import Run, RunEnd, SampleEnd
