@@ -42,7 +42,6 @@ import csv
 import itertools
 import json
 import math
-import os
 import random
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, fields, replace
@@ -50,6 +49,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from playground.errors import PlaygroundError
+from playground.files import output_file
 from playground.gguf_file import ModelInfo
 from playground.records import Alternative, Run, RunStats, Sample, TokenRecord
 from playground.sampling import SamplingParams
@@ -116,8 +116,8 @@ def export_runs(
     `ranking` names the ranking that pairwise, ranking and Argilla exports
     follow: the run's own when it has one, else computed on a copy (the runs are not changed).
     `progress(done, total)` is called after each run; when `cancel()` returns True the export
-    stops, the file is not created, and ExportCancelled is raised. The file appears only when
-    complete (written beside it, then renamed).
+    stops, the file is not created, and ExportCancelled is raised. A regular file appears only
+    when complete; a FIFO, a device or a symlink is written through (see `files.output_file`).
     """
     if fmt not in FORMATS:
         raise ExportError(f"unknown export format {fmt!r}; expected one of: {', '.join(FORMATS)}")
@@ -135,7 +135,6 @@ def export_runs(
     path = Path(path)
     items = [_Item(i, run, sha or "") for i, run, sha in zip(ids, runs, hashes, strict=True)]
     writer = _WRITERS[fmt]
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.partial")
 
     def each() -> Iterator[_Item]:
         for done, item in enumerate(items):
@@ -148,15 +147,10 @@ def export_runs(
     options = _Options(include_tokens, ranking, pair_mode, max_pairs)
     try:
         # backslashreplace: a lone surrogate (not UTF-8) is written as a JSON escape instead.
-        with temporary.open("w", encoding="utf-8", errors="backslashreplace", newline="") as f:
+        with output_file(path, encoding="utf-8", errors="backslashreplace", newline="") as f:
             count = writer(f, items, each(), options)
-        os.replace(temporary, path)
     except OSError as error:
-        temporary.unlink(missing_ok=True)
         raise ExportError(f"cannot write {path}: {error.strerror or error}") from None
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
     return count
 
 

@@ -37,7 +37,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import llama_cpp
 import numpy as np
@@ -58,6 +58,7 @@ from playground.errors import (
     ResourceError,
     UnsupportedModelError,
 )
+from playground.files import require_regular
 from playground.gguf_file import GGUFHeader, model_info, read_header
 from playground.records import Run
 from playground.scoring import Ranking, kendall_tau, top_agrees
@@ -1083,6 +1084,10 @@ def pack_reward_model(
         raise InvalidRequestError(f"{head.name}: the score head contains NaN or infinite values")
     if out.resolve() == backbone.resolve():
         raise InvalidRequestError("the output must be a new file, not the backbone itself")
+    # The file is written beside the output and renamed over it: never over a device or a FIFO,
+    # and through a symlink to the file it names.
+    require_regular(out, "the output")
+    out = out.resolve()
 
     reader = gguf.GGUFReader(str(backbone))
     writer_arch = str(reader.get_field("general.architecture").contents())
@@ -1184,19 +1189,24 @@ SAFETENSORS_DTYPES = {"F32": np.dtype("<f4"), "F16": np.dtype("<f2"), "BF16": np
 def read_safetensors_header(path: Path | str) -> tuple[dict[str, Any], int]:
     """(the JSON header, the byte offset where tensor data starts)."""
     path = Path(path)
-    size = path.stat().st_size
-    with path.open("rb") as f:
-        raw = f.read(8)
-        if len(raw) < 8:
-            raise InvalidRequestError(f"{path.name}: not a safetensors file (too short)")
-        (length,) = struct.unpack("<Q", raw)
-        if length > min(size - 8, 100_000_000):
-            raise InvalidRequestError(f"{path.name}: not a safetensors file (bad header length)")
-        try:
-            header = json.loads(f.read(length))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise InvalidRequestError(f"{path.name}: not a safetensors file (bad header)") \
-                from None
+    try:
+        with path.open("rb") as f:
+            return _safetensors_header(path, f, os.fstat(f.fileno()).st_size)
+    except OSError as error:
+        raise InvalidRequestError(f"{path.name}: cannot be read ({error.strerror})") from None
+
+
+def _safetensors_header(path: Path, f: IO[bytes], size: int) -> tuple[dict[str, Any], int]:
+    raw = f.read(8)
+    if len(raw) < 8:
+        raise InvalidRequestError(f"{path.name}: not a safetensors file (too short)")
+    (length,) = struct.unpack("<Q", raw)
+    if length > min(size - 8, 100_000_000):
+        raise InvalidRequestError(f"{path.name}: not a safetensors file (bad header length)")
+    try:
+        header = json.loads(f.read(length))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise InvalidRequestError(f"{path.name}: not a safetensors file (bad header)") from None
     if not isinstance(header, dict):
         raise InvalidRequestError(f"{path.name}: not a safetensors file (bad header)")
     return header, 8 + length
@@ -1213,8 +1223,12 @@ def load_safetensors_tensor(path: Path | str, name: str) -> np.ndarray:
     if dtype is None:
         raise InvalidRequestError(f"{path.name}: tensor {name!r} is {entry.get('dtype')}; "
                                   "expected F32, F16 or BF16")
-    shape = tuple(int(n) for n in entry["shape"])
-    begin, end = (int(n) for n in entry["data_offsets"])
+    try:
+        shape = tuple(int(n) for n in entry["shape"])
+        begin, end = (int(n) for n in entry["data_offsets"])
+    except (KeyError, TypeError, ValueError):
+        raise InvalidRequestError(f"{path.name}: tensor {name!r} has no valid shape and offsets")\
+            from None
     count = math.prod(shape)
     if end - begin != count * dtype.itemsize or start + end > path.stat().st_size:
         raise InvalidRequestError(f"{path.name}: tensor {name!r} has inconsistent offsets")
