@@ -970,13 +970,20 @@ class Store:
         return digest
 
     def check(self) -> str | None:
-        """SQLite's own quick integrity check (reads the whole file): None when it is sound."""
+        """SQLite's own quick integrity check (reads the whole file): None when it is sound,
+        else the problems in one line."""
         with self._lock:
             try:
                 problems = [row[0] for row in self._conn.execute("PRAGMA quick_check(5)")]
             except sqlite3.DatabaseError as error:  # damage that stops the check itself
                 return str(error)
-        return None if problems == ["ok"] else "; ".join(problems)
+        if problems == ["ok"]:
+            return None
+        # One line: the first problem SQLite names, and how many more it found (up to 5).
+        lines = [line for row in problems for line in row.splitlines()
+                 if line.strip() and not line.startswith("*** in database")]
+        more = f" (and {len(lines) - 1} more)" if len(lines) > 1 else ""
+        return (lines[0] if lines else "the integrity check failed") + more
 
 
 def _store_error(path: Path, error: sqlite3.DatabaseError) -> StoreError:
