@@ -68,7 +68,10 @@ class _Renderer:
     def ask(self, request: dict[str, Any]) -> dict[str, Any]:
         line = json.dumps(request) + "\n"  # ASCII: lone surrogates travel as escapes
         with self._lock:
-            child = self._started()
+            try:
+                child = self._started()
+            except OSError as error:
+                return {"error": f"the renderer could not start: {error.strerror or error}"}
             try:
                 assert child.stdin is not None
                 child.stdin.write(line)
@@ -80,9 +83,9 @@ class _Renderer:
                                  "stopped (a loop without end?)"}
             except OSError:
                 reply = ""
-            if not reply:  # the child died: out of memory, or killed
+            if not reply:  # the child died: out of memory, killed, or it could not start
                 self._stop()
-                return {"error": "rendering stopped (it needed more memory than allowed?)"}
+                return {"error": "the renderer ended before it answered (out of memory?)"}
             return json.loads(reply)
 
     def _started(self) -> subprocess.Popen[str]:

@@ -422,7 +422,10 @@ def open_store(path: Path | str | None = None) -> tuple[Store, str | None]:
         damaged = f"The history file {path.name} is damaged: {problem}."
     real = Path(os.path.realpath(path))  # through a symlink: the file itself is set aside
     kept = _set_aside(real)
-    recovered = _recover(kept, real)
+    try:
+        recovered = _recover(kept, real)
+    except (OSError, sqlite3.Error):  # no room for the copy, say: start empty, as before
+        recovered = 0
     saved = ("a new, empty history was started (no run in it could be read)" if recovered == 0
              else f"the {recovered} run{'s' * (recovered != 1)} that could still be read "
                   "went into a new history")
@@ -684,6 +687,8 @@ class Store:
                     self._conn.execute("COMMIT")
             except sqlite3.DatabaseError as error:
                 raise _store_error(self.path, error) from None
+            except OverflowError:  # a run id or a limit beyond SQLite's 64-bit integers
+                raise StoreError(_TOO_LARGE) from None
 
     @contextmanager
     def _writing(self) -> Iterator[sqlite3.Connection]:
@@ -693,6 +698,8 @@ class Store:
                     yield conn
             except sqlite3.DatabaseError as error:
                 raise _store_error(self.path, error) from None
+            except OverflowError:
+                raise StoreError(_TOO_LARGE) from None
 
     # -- writing runs --------------------------------------------------------------------------
 
@@ -984,6 +991,9 @@ class Store:
                  if line.strip() and not line.startswith("*** in database")]
         more = f" (and {len(lines) - 1} more)" if len(lines) > 1 else ""
         return (lines[0] if lines else "the integrity check failed") + more
+
+
+_TOO_LARGE = "a number is larger than the history can hold (at most 2**63 - 1)"
 
 
 def _store_error(path: Path, error: sqlite3.DatabaseError) -> StoreError:
