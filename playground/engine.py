@@ -210,11 +210,14 @@ def load(
     every layer. `progress` gets 0..1 while loading and may return False to cancel.
     Raises a `PlaygroundError` subclass with a one-line message for every bad input.
     """
+    if n_threads is not None:
+        n_threads = _checked_threads(n_threads)
     path = Path(path) if path else default_model_path()
     header = read_header(path)
     info = model_info(path, header)
     _check_kind(path, header, info)
-    n_ctx = n_ctx or min(info.context_length or DEFAULT_CONTEXT, DEFAULT_CONTEXT)
+    if n_ctx is None:
+        n_ctx = min(info.context_length or DEFAULT_CONTEXT, DEFAULT_CONTEXT)
     if n_ctx < 16:
         raise InvalidRequestError(f"a context of {n_ctx} tokens is too small")
     if info.context_length and n_ctx > info.context_length:
@@ -252,6 +255,14 @@ def load(
         n_threads_batch=max(n_threads or 0, batch_threads),
         layers_offloaded=int(offloaded.group(1)) if offloaded else 0,
     )
+
+
+def _checked_threads(n_threads: int) -> int:
+    """At least 1, and at most the logical cores: llama.cpp starts every thread it is given, and
+    100,000 of them crashed it while 5,000 took forever to decode one token."""
+    if isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 1:
+        raise InvalidRequestError(f"threads must be a whole number, 1 or more, not {n_threads!r}")
+    return min(n_threads, os.cpu_count() or 1)
 
 
 def _check_kind(path: Path, header: GGUFHeader, info: ModelInfo) -> None:

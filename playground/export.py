@@ -48,7 +48,6 @@ import csv
 import itertools
 import json
 import math
-import os
 import random
 import re
 from collections.abc import Callable, Iterator, Sequence
@@ -57,6 +56,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from playground.errors import PlaygroundError
+from playground.files import output_file
 from playground.gguf_file import ModelInfo
 from playground.records import (
     Alternative,
@@ -115,7 +115,9 @@ def sidecar_path(path: Path | str, fmt: str) -> Path | None:
     (`NAME.label_config.xml`)."""
     suffix = _SIDECAR_SUFFIX.get(fmt)
     path = Path(path)
-    return None if suffix is None else path.with_name(path.stem + suffix)
+    if suffix is None or (path.exists() and not path.is_file()):
+        return None  # a stream (a FIFO, /dev/stdout) has no folder to put it beside
+    return path.with_name(path.stem + suffix)
 
 
 def export_runs(
@@ -140,8 +142,9 @@ def export_runs(
     `ranking` names the ranking that pairwise, ranking and Argilla exports
     follow: the run's own when it has one, else computed on a copy (the runs are not changed).
     `progress(done, total)` is called after each run; when `cancel()` returns True the export
-    stops, the file is not created, and ExportCancelled is raised. The file appears only when
-    complete (written beside it, then renamed), after its sidecar (see `sidecar_path`).
+    stops, the file is not created, and ExportCancelled is raised. A regular file appears only
+    when complete, after its sidecar (see `sidecar_path`); a FIFO, a device or a symlink is
+    written through (see `files.output_file`), without a sidecar.
     Raises ExportError when the runs do not make a single record of the format: a pairwise
     export without one run of two samples, an Argilla export of runs with different numbers of
     samples or of one sample.
@@ -163,7 +166,6 @@ def export_runs(
     _check_shape(fmt, items)
     path = Path(path)
     writer = _WRITERS[fmt]
-    temporary = _partial(path)
     sidecar = sidecar_path(path, fmt)
 
     def each() -> Iterator[_Item]:
@@ -177,32 +179,21 @@ def export_runs(
     options = _Options(include_tokens, ranking, pair_mode, max_pairs)
     try:
         # backslashreplace: a lone surrogate (not UTF-8) is written as a JSON escape instead.
-        with temporary.open("w", encoding="utf-8", errors="backslashreplace", newline="") as f:
+        with output_file(path, encoding="utf-8", errors="backslashreplace", newline="") as f:
             count = writer(f, items, each(), options)
-        if sidecar is not None:
-            _write_whole(sidecar, _SIDECARS[fmt](items))
-        os.replace(temporary, path)
+            if sidecar is not None:
+                _write_whole(sidecar, _SIDECARS[fmt](items))
     except OSError as error:
-        temporary.unlink(missing_ok=True)
         raise ExportError(f"cannot write {path}: {error.strerror or error}") from None
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
     return count
-
-
-def _partial(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.partial")
 
 
 def _write_whole(path: Path, text: str) -> None:
     """Write `text` to `path` so that the file appears only when complete."""
-    temporary = _partial(path)
     try:
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, path)
+        with output_file(path, encoding="utf-8") as f:
+            f.write(text)
     except OSError as error:
-        temporary.unlink(missing_ok=True)
         raise ExportError(f"cannot write {path}: {error.strerror or error}") from None
 
 

@@ -87,17 +87,20 @@ def read_header(path: Path | str, *, arrays: frozenset[str] = frozenset()) -> GG
     size = path.stat().st_size
     if size == 0:
         raise _fail(path, "the file is empty, not a GGUF model")
-    with path.open("rb") as f:
-        if f.read(4) != MAGIC:
-            raise _fail(path, "not a GGUF model file (it does not start with 'GGUF')")
-        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-            try:
-                return _parse(buf, size, arrays)
-            except (struct.error, UnicodeDecodeError, IndexError, OverflowError):
-                raise _fail(path, "the file is truncated or damaged (its header is cut short)") \
-                    from None
-            except _Damaged as damaged:
-                raise _fail(path, str(damaged)) from None
+    try:
+        with path.open("rb") as f:
+            if f.read(4) != MAGIC:
+                raise _fail(path, "not a GGUF model file (it does not start with 'GGUF')")
+            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+                try:
+                    return _parse(buf, size, arrays)
+                except (struct.error, UnicodeDecodeError, IndexError, OverflowError):
+                    raise _fail(path, "the file is truncated or damaged (its header is cut "
+                                      "short)") from None
+                except _Damaged as damaged:
+                    raise _fail(path, str(damaged)) from None
+    except OSError as error:
+        raise _fail(path, f"cannot be read ({error.strerror or error})") from None
 
 
 class _Damaged(Exception):

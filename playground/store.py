@@ -27,8 +27,11 @@ to version i + 1, so adding a version is appending one function. Version 2 added
 model gave each stored score (`Run.reward_models`).
 
 A file that is not an SQLite database, or a truncated one, is never written to: `Store()` raises
-`StoreDamagedError`, and `open_store()` moves the file aside (to `history.sqlite.damaged-<time>`,
-never overwriting anything) and starts an empty history, returning a one-line message to show.
+`StoreDamagedError`. `open_store()` also runs SQLite's quick check, which finds damage anywhere in
+the file; it moves a damaged file aside (to `history.sqlite.damaged-<time>`, never overwriting
+anything), copies every run that can still be read into a new history that takes its place, and
+returns a one-line message to show. A path that is not a regular file (a device, a FIFO, a
+directory) is refused, never opened as a database or renamed.
 """
 
 from __future__ import annotations
@@ -36,8 +39,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import sqlite3
 import struct
+import tempfile
 import threading
 import time
 import weakref
@@ -51,6 +56,7 @@ from typing import Any
 import numpy as np
 
 from playground.errors import PlaygroundError
+from playground.files import require_regular
 from playground.gguf_file import ModelInfo
 from playground.paths import data_dir
 from playground.records import (
@@ -410,21 +416,35 @@ _OPEN_WRITERS_LOCK = threading.Lock()
 
 
 def open_store(path: Path | str | None = None) -> tuple[Store, str | None]:
-    """Open the history, setting a damaged file aside instead of failing.
+    """Open the history, checking it whole and recovering a damaged file instead of failing.
 
     Returns the store and, when the file had to be set aside, a one-line message for the user.
-    The damaged file (and its -wal and -shm companions) is renamed, never overwritten or
-    modified, so that nothing is lost for good; a new empty history takes its place.
+    SQLite's quick check reads every page, so damage anywhere is found here and not in the
+    middle of a later run (after which no run could be saved). The damaged file (and its -wal
+    and -shm companions) is renamed, never modified, so that nothing is lost for good; every
+    run that can still be read from it is copied into a fresh history that takes its place.
     """
     path = Path(path) if path is not None else default_path()
     try:
-        return Store(path), None
-    except StoreDamagedError as damaged:
-        kept = _set_aside(path)
         store = Store(path)
-        return store, (
-            f"{damaged} It was kept as {kept.name} and a new, empty history was started."
-        )
+    except StoreDamagedError as error:
+        damaged = str(error)
+    else:
+        problem = store.check()
+        if problem is None:
+            return store, None
+        store.close()
+        damaged = f"The history file {path.name} is damaged: {problem}."
+    real = Path(os.path.realpath(path))  # through a symlink: the file itself is set aside
+    kept = _set_aside(real)
+    try:
+        recovered = _recover(kept, real)
+    except (OSError, sqlite3.Error):  # no room for the copy, say: start empty, as before
+        recovered = 0
+    saved = ("a new, empty history was started (no run in it could be read)" if recovered == 0
+             else f"the {recovered} run{'s' * (recovered != 1)} that could still be read "
+                  "went into a new history")
+    return Store(path), f"{damaged.rstrip('.')}: it was kept as {kept}, and {saved}."
 
 
 def _set_aside(path: Path) -> Path:
@@ -442,6 +462,104 @@ def _set_aside(path: Path) -> Path:
             os.rename(companion, f"{target}{suffix}")
     os.rename(path, target)
     return target
+
+
+def _recover(damaged: Path, path: Path) -> int:
+    """Copy every run that can be read from the `damaged` file (untouched: a copy is read) into
+    a new history at `path`; returns how many runs it holds.
+
+    Table by table, rows are read in rowid order; a read that fails on a damaged page skips
+    ahead to the next rowid that reads. A run is kept only if it loads back whole, with all its
+    samples."""
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".recovering-") as folder:
+        copy = Path(folder) / DB_NAME
+        for suffix in ("", "-wal"):
+            if Path(f"{damaged}{suffix}").exists():
+                shutil.copyfile(f"{damaged}{suffix}", f"{copy}{suffix}")
+        fresh = Path(folder) / f"{DB_NAME}.new"
+        Store(fresh).close()
+        target = _connect(fresh)
+        try:
+            source = sqlite3.connect(copy)
+            try:
+                tables = [row[0] for row in target.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table'")]
+                target.execute("PRAGMA foreign_keys = OFF")
+                with _transaction(target):
+                    for table in tables:
+                        columns = [row[1] for row in target.execute(f"PRAGMA table_info({table})")]
+                        marks = ", ".join("?" * len(columns))
+                        target.executemany(
+                            f"INSERT OR IGNORE INTO {table} VALUES ({marks})",
+                            _readable_rows(source, table, columns))
+                    for orphans in (
+                        "DELETE FROM samples WHERE run_id NOT IN (SELECT id FROM runs)",
+                        "DELETE FROM token_chunks WHERE NOT EXISTS (SELECT 1 FROM samples s"
+                        " WHERE s.run_id = token_chunks.run_id AND s.idx = token_chunks.idx)",
+                        "DELETE FROM tags WHERE run_id NOT IN (SELECT id FROM runs)",
+                    ):
+                        target.execute(orphans)
+            finally:
+                source.close()
+            target.execute("PRAGMA foreign_keys = ON")
+        finally:
+            target.close()
+        with Store(fresh) as store:
+            for (run_id,) in store._conn.execute("SELECT id FROM runs").fetchall():
+                try:
+                    whole = len(store.load(run_id).samples) == store.summary(run_id).n_samples
+                except Exception:  # any damage inside a row: the run is not recovered
+                    whole = False
+                if not whole:
+                    store.delete(run_id)
+            (count,) = store._conn.execute("SELECT count(*) FROM runs").fetchone()
+        os.rename(fresh, path)
+        return count
+
+
+def _readable_rows(conn: sqlite3.Connection, table: str, columns: list[str]) -> Iterator[tuple]:
+    """The rows of `table` that SQLite can still read, skipping damaged pages."""
+    names = ", ".join(columns)
+    after: int | None = None
+    while True:
+        query = f"SELECT rowid, {names} FROM {table} NOT INDEXED"
+        args: tuple = ()
+        if after is not None:
+            query += " WHERE rowid > ?"
+            args = (after,)
+        try:
+            for rowid, *row in conn.execute(query + " ORDER BY rowid", args):
+                yield tuple(row)
+                after = rowid
+            return
+        except sqlite3.DatabaseError:
+            after = _next_readable(conn, table, -(2**63) if after is None else after)
+            if after is None:
+                return
+
+
+def _next_readable(conn: sqlite3.Connection, table: str, failed: int) -> int | None:
+    """A rowid after `failed` from which rows read again (None: none does), found by doubling
+    the step until a read succeeds and then halving back towards the damaged page."""
+
+    def reads(after: int) -> bool:
+        try:
+            conn.execute(f"SELECT rowid FROM {table} NOT INDEXED WHERE rowid > ? ORDER BY rowid"
+                         " LIMIT 1", (after,)).fetchall()
+            return True
+        except sqlite3.DatabaseError:
+            return False
+
+    step = 1
+    while not reads(failed + step):
+        step *= 2
+        if failed + step >= 2**63 - 1:
+            return None
+    good, bad = failed + step, failed + step // 2
+    while good - bad > 1:
+        middle = (good + bad) // 2
+        good, bad = (middle, bad) if reads(middle) else (good, middle)
+    return good
 
 
 def _header_problem(path: Path) -> str | None:
@@ -517,6 +635,7 @@ class Store:
 
     def __init__(self, path: Path | str | None = None) -> None:
         self.path = Path(path) if path is not None else default_path()
+        require_regular(self.path, "the history file")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._key = os.path.realpath(self.path)
         self._lock = threading.RLock()
@@ -583,6 +702,8 @@ class Store:
                     self._conn.execute("COMMIT")
             except sqlite3.DatabaseError as error:
                 raise _store_error(self.path, error) from None
+            except OverflowError:  # a run id or a limit beyond SQLite's 64-bit integers
+                raise StoreError(_TOO_LARGE) from None
 
     @contextmanager
     def _writing(self) -> Iterator[sqlite3.Connection]:
@@ -592,6 +713,8 @@ class Store:
                     yield conn
             except sqlite3.DatabaseError as error:
                 raise _store_error(self.path, error) from None
+            except OverflowError:
+                raise StoreError(_TOO_LARGE) from None
 
     # -- writing runs --------------------------------------------------------------------------
 
@@ -880,10 +1003,23 @@ class Store:
         return digest
 
     def check(self) -> str | None:
-        """SQLite's own quick integrity check (reads the whole file): None when it is sound."""
-        with self._reading() as conn:
-            problems = [row[0] for row in conn.execute("PRAGMA quick_check(5)")]
-        return None if problems == ["ok"] else "; ".join(problems)
+        """SQLite's own quick integrity check (reads the whole file): None when it is sound,
+        else the problems in one line."""
+        with self._lock:
+            try:
+                problems = [row[0] for row in self._conn.execute("PRAGMA quick_check(5)")]
+            except sqlite3.DatabaseError as error:  # damage that stops the check itself
+                return str(error)
+        if problems == ["ok"]:
+            return None
+        # One line: the first problem SQLite names, and how many more it found (up to 5).
+        lines = [line for row in problems for line in row.splitlines()
+                 if line.strip() and not line.startswith("*** in database")]
+        more = f" (and {len(lines) - 1} more)" if len(lines) > 1 else ""
+        return (lines[0] if lines else "the integrity check failed") + more
+
+
+_TOO_LARGE = "a number is larger than the history can hold (at most 2**63 - 1)"
 
 
 def _store_error(path: Path, error: sqlite3.DatabaseError) -> StoreError:

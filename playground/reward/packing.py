@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from playground.errors import InvalidRequestError, ModelFileError, UnsupportedModelError
+from playground.files import require_regular
 from playground.gguf_file import model_info, read_header
 from playground.reward.detection import ENCODER_ARCHS, file_kind, what_file_is
 from playground.reward.interface import (
@@ -62,6 +63,10 @@ def pack_reward_model(
         raise InvalidRequestError(f"{head.name}: the score head contains NaN or infinite values")
     if out.resolve() == backbone.resolve():
         raise InvalidRequestError("the output must be a new file, not the backbone itself")
+    # The file is written beside the output and renamed over it: never over a device or a FIFO,
+    # and through a symlink to the file it names.
+    require_regular(out, "the output")
+    out = out.resolve()
 
     reader = gguf.GGUFReader(str(backbone))
     writer_arch = str(reader.get_field("general.architecture").contents())

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import struct
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -21,19 +22,24 @@ SAFETENSORS_DTYPES = {"F32": np.dtype("<f4"), "F16": np.dtype("<f2"), "BF16": np
 def read_safetensors_header(path: Path | str) -> tuple[dict[str, Any], int]:
     """(the JSON header, the byte offset where tensor data starts)."""
     path = Path(path)
-    size = path.stat().st_size
-    with path.open("rb") as f:
-        raw = f.read(8)
-        if len(raw) < 8:
-            raise InvalidRequestError(f"{path.name}: not a safetensors file (too short)")
-        (length,) = struct.unpack("<Q", raw)
-        if length > min(size - 8, 100_000_000):
-            raise InvalidRequestError(f"{path.name}: not a safetensors file (bad header length)")
-        try:
-            header = json.loads(f.read(length))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise InvalidRequestError(f"{path.name}: not a safetensors file (bad header)") \
-                from None
+    try:
+        with path.open("rb") as f:
+            return _safetensors_header(path, f, os.fstat(f.fileno()).st_size)
+    except OSError as error:
+        raise InvalidRequestError(f"{path.name}: cannot be read ({error.strerror})") from None
+
+
+def _safetensors_header(path: Path, f: IO[bytes], size: int) -> tuple[dict[str, Any], int]:
+    raw = f.read(8)
+    if len(raw) < 8:
+        raise InvalidRequestError(f"{path.name}: not a safetensors file (too short)")
+    (length,) = struct.unpack("<Q", raw)
+    if length > min(size - 8, 100_000_000):
+        raise InvalidRequestError(f"{path.name}: not a safetensors file (bad header length)")
+    try:
+        header = json.loads(f.read(length))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise InvalidRequestError(f"{path.name}: not a safetensors file (bad header)") from None
     if not isinstance(header, dict):
         raise InvalidRequestError(f"{path.name}: not a safetensors file (bad header)")
     return header, 8 + length
@@ -50,8 +56,12 @@ def load_safetensors_tensor(path: Path | str, name: str) -> np.ndarray:
     if dtype is None:
         raise InvalidRequestError(f"{path.name}: tensor {name!r} is {entry.get('dtype')}; "
                                   "expected F32, F16 or BF16")
-    shape = tuple(int(n) for n in entry["shape"])
-    begin, end = (int(n) for n in entry["data_offsets"])
+    try:
+        shape = tuple(int(n) for n in entry["shape"])
+        begin, end = (int(n) for n in entry["data_offsets"])
+    except (KeyError, TypeError, ValueError):
+        raise InvalidRequestError(f"{path.name}: tensor {name!r} has no valid shape and offsets")\
+            from None
     count = math.prod(shape)
     if end - begin != count * dtype.itemsize or start + end > path.stat().st_size:
         raise InvalidRequestError(f"{path.name}: tensor {name!r} has inconsistent offsets")
