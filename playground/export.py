@@ -891,6 +891,10 @@ def _check(value: Any, schema: Any, where: str) -> None:
         for i, item in enumerate(value):
             _check(item, schema[0], f"{where}[{i}]")
         return
+    _check_scalar(value, schema, where)
+
+
+def _check_scalar(value: Any, schema: str, where: str) -> None:
     kind = type(value)
     if schema in (_STR, _TOKEN_STR):
         ok = kind is str
