@@ -11,7 +11,7 @@ from playground import paths
 from playground.errors import ModelFileError
 from playground.gguf_file import ModelInfo, model_info
 
-CATALOG_FILE = paths.repo_models_dir() / "catalog.json"
+CATALOG_FILE = paths.catalog_file()
 
 
 def load_catalog(path: Path = CATALOG_FILE) -> list[dict[str, Any]]:
@@ -45,7 +45,8 @@ def discover(extra: list[Path] | None = None) -> list[FoundModel]:
     if embedded:
         places.append(("embedded", embedded))
     for source, folder in [("repo", paths.repo_models_dir()), ("user", paths.user_models_dir())]:
-        places += [(source, p) for p in sorted(folder.glob("**/*.gguf"))]
+        if folder is not None:
+            places += [(source, p) for p in sorted(folder.glob("**/*.gguf"))]
     for given in extra or []:
         files = sorted(given.glob("**/*.gguf")) if given.is_dir() else [given]
         places += [("given", p) for p in files]
