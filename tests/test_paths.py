@@ -83,3 +83,15 @@ def test_a_frozen_app_with_a_truncated_model_says_so(frozen: Path, tiny_model_pa
 
     assert main(["generate", "--prompt", "hi", "--max-tokens", "4", "--json", "--no-save"]) == 1
     assert capsys.readouterr().err == f"playground: {problem}\n"
+
+
+def test_the_frozen_app_window_shows_the_missing_model_in_its_banner(qtbot, frozen: Path):
+    from playground.ui.main_window import MainWindow
+
+    window = MainWindow()
+    qtbot.addWidget(window)
+    window.show()
+    window.start()  # the embedded model, as on a first start
+    qtbot.waitUntil(window.banner.isVisible, timeout=60_000)
+    assert window.banner.label.text() == paths.bundled_model_problem()
+    window.close()
