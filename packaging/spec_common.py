@@ -21,6 +21,11 @@ EXCLUDES = ["tkinter", "PyQt5", "PyQt6", "PySide2", "matplotlib", "IPython", "py
 
 
 def analysis() -> Analysis:
+    if Path(paths.__file__).resolve().parent == HERE.parent / "playground":
+        raise SystemExit(f"{paths.__file__} is the checkout's: freeze the installed package")
+    data = collect_data_files("playground")
+    if not any(Path(destination).name == "demos" for _, destination in data):
+        raise SystemExit("the installed package has no resources: not installed from its wheel?")
     model = paths.embedded_model_path()
     if model is None:
         raise SystemExit("the embedded model is not installed in the build environment")
@@ -32,7 +37,7 @@ def analysis() -> Analysis:
         binaries=collect_dynamic_libs("llama_cpp"),
         # playground/_data (stylesheet, scenarios, sentences, fonts, catalog); the model at the
         # place it has in its wheel, where paths.embedded_model_path() looks in a frozen app.
-        datas=[*collect_data_files("playground"), (str(model), model_folder)],
+        datas=[*data, (str(model), model_folder)],
         # The command line imports the UI and some core modules only when a subcommand needs them.
         hiddenimports=collect_submodules("playground"),
         excludes=EXCLUDES,

@@ -64,6 +64,14 @@ def test_generate_json(tmp_path: Path):
     print(f"generate took {seconds:.1f} s")
 
 
+def test_demo_list_reads_the_bundled_scenarios(tmp_path: Path):
+    result = run(Path(APP), "demo", "--list", "--json", tmp_path=tmp_path)
+    assert result.returncode == 0, result.stderr
+    scenarios = Path(__file__).resolve().parent.parent / "resources" / "demos"
+    assert sorted(s["name"] for s in json.loads(result.stdout)["scenarios"]) == \
+        sorted(p.stem for p in scenarios.glob("*.json"))
+
+
 def test_the_app_opens_with_no_subcommand(tmp_path: Path):
     """The GUI starts (offscreen here), loads the model and stays up until it is stopped."""
     process = subprocess.Popen([APP], cwd=tmp_path, env=environment(tmp_path),
