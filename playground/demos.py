@@ -27,6 +27,7 @@ import llama_cpp
 import numpy as np
 from llama_cpp.llama_grammar import json_schema_to_gbnf
 
+from playground import paths
 from playground.analysis import Branch, Divergence
 from playground.records import Sample
 from playground.sampling import top_indices
@@ -801,7 +802,7 @@ class GrammarConstraint:
 
 # ================================================================ tokens across languages
 
-PARALLEL_PATH = Path(__file__).resolve().parent.parent / "resources" / "languages" / "parallel.json"
+PARALLEL_PATH = paths.resource_dir("languages") / "parallel.json"
 
 
 def load_parallel(path: Path = PARALLEL_PATH) -> dict[str, list[str]]:

@@ -52,7 +52,7 @@ from playground.reward import open_reward_model
 from playground.sampling import Constraint, SamplingParams
 from playground.scoring import mean_logprob
 
-SCENARIO_DIR = paths.REPO_ROOT / "resources" / "demos"
+SCENARIO_DIR = paths.resource_dir("demos")
 
 DEMOS = {
     "inconsistency": "Same input, different outputs",
