@@ -33,9 +33,9 @@ from playground.scenarios import (
     run_base_vs_instruct,
 )
 from playground.ui.demo_view import DemoView, LinesTall, caption, note
+from playground.ui.engine_thread import Job
 from playground.ui.logprob_chart import LogprobChart
 from playground.ui.token_view import TokenView
-from playground.ui.worker import Job
 
 TEXT_HEIGHT = 180
 CHART_HEIGHT = 230

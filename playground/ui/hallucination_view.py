@@ -63,11 +63,11 @@ from playground.scenarios import (
 )
 from playground.scoring import mean_logprob
 from playground.ui.demo_view import DemoView, LinesTall, caption, note, section
+from playground.ui.engine_thread import Job
 from playground.ui.probability_legend import ProbabilityLegend
 from playground.ui.sample_panel import fitted_tokens
 from playground.ui.token_popup import format_probability, visible_text
 from playground.ui.token_view import TokenView
-from playground.ui.worker import Job
 
 FLAG_COLOR = QColor("#f7b6ae")
 """Background of a flagged sentence: the other answers do not back it up."""

@@ -38,7 +38,7 @@ from playground.scenarios import (
 )
 from playground.ui.demo_view import DemoView, LinesTall, caption, note
 from playground.ui.divergence_tree import DivergenceTree, dot_size, draw_run_dot
-from playground.ui.worker import Job
+from playground.ui.engine_thread import Job
 
 MAX_RUNS = 16
 """As many runs as there are sample colours: each run keeps its own colour throughout."""

@@ -31,7 +31,7 @@ from playground.demos import Variant
 from playground.errors import InvalidRequestError
 from playground.scenarios import RobustnessResult, Scenario, run_robustness
 from playground.ui.demo_view import DemoView, LinesTall, caption, fitted_table, note, one_line
-from playground.ui.worker import Job
+from playground.ui.engine_thread import Job
 
 MAX_OPTIONS = 5
 """Answers are read as the letters A to E."""

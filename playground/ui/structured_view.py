@@ -39,7 +39,7 @@ from playground.ui.demo_view import (
     one_line,
     section,
 )
-from playground.ui.worker import Job
+from playground.ui.engine_thread import Job
 
 VALID = "valid"
 REPAIRED = "repaired"

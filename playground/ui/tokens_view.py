@@ -18,8 +18,8 @@ from PySide6.QtWidgets import QComboBox, QGridLayout, QHBoxLayout, QLabel, QVBox
 from playground.demos import LanguageCount, load_parallel
 from playground.scenarios import Scenario, TokensResult, run_tokens
 from playground.ui.demo_view import DemoView, caption, note
+from playground.ui.engine_thread import Job
 from playground.ui.token_popup import is_partial
-from playground.ui.worker import Job
 
 CHIP_COLORS = ("#dbe8ff", "#ffe3c2")
 PER_WORD_COLOR = "#1f6feb"
