@@ -83,7 +83,7 @@ class MainWindow(QMainWindow):
         self.ranking_strip = RankingStrip()
         self.demos_tab = DemosTab(self.engine)
         self._reward_bytes = 0
-        self._shut_down = False
+        self._closed = False
         self._build_layout()
         self._build_status_bar()
 
@@ -449,9 +449,9 @@ class MainWindow(QMainWindow):
 
     def shut_down(self) -> None:
         """Cancel every task and wait for them; llama.cpp is freed on its own thread."""
-        if self._shut_down:
+        if self._closed:
             return
-        self._shut_down = True
+        self._closed = True
         tasks.shut_down_background()
         self.engine.shut_down()
         self.store.close()
