@@ -69,7 +69,7 @@ def test_stop_cancels_a_running_demonstration(qtbot, window: MainWindow):
     tab = window.demos_tab
     tab.choose("inconsistency-scientist")
     view = tab.view
-    view.max_tokens_box.setValue(400)  # the tiny model's context is 512
+    view.inputs.max_tokens.setValue(400)  # the tiny model's context is 512
     tab.run_current()
     qtbot.waitUntil(lambda: tab.progress.maximum() > 0, timeout=TIMEOUT)  # it has started
     tab.stop_button.click()

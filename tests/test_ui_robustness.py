@@ -21,7 +21,7 @@ def view(qtbot) -> RobustnessView:
     qtbot.addWidget(widget)
     widget.resize(1100, 800)
     widget.set_scenario(SCENARIO, "small")
-    widget.max_tokens.setValue(4)
+    widget.inputs.max_tokens.setValue(4)
     return widget
 
 

@@ -37,6 +37,7 @@ from playground import export
 from playground.export import FORMATS, PAIR_MODES, ExportCancelled
 from playground.records import Run
 from playground.store import Store
+from playground.ui.colors import ERROR_TEXT
 from playground.ui.tasks import Task
 
 DESCRIPTIONS = {
@@ -60,7 +61,7 @@ NOUNS = {"jsonl": "sample", "csv": "sample", "labelstudio-pairwise": "task",
          "labelstudio-ranking": "task", "argilla": "record"}
 RANKED = ("labelstudio-pairwise", "labelstudio-ranking", "argilla")
 CANCELLED_MESSAGE = "Export cancelled; no file was written."
-ERROR_STYLE = "color: #8a1c12;"
+ERROR_STYLE = f"color: {ERROR_TEXT.name()};"
 MUTED_STYLE = "color: #666; font-weight: normal;"
 
 assert set(DESCRIPTIONS) == set(FORMATS) and set(PAIR_MODE_TITLES) == set(PAIR_MODES)

@@ -49,6 +49,7 @@ from playground.errors import PlaygroundError
 from playground.export import import_jsonl
 from playground.records import Run
 from playground.store import RunSummary, Store
+from playground.ui.colors import INTERRUPTED, RUNNING, STARRED, UNSTARRED
 from playground.ui.export_dialog import ExportDialog
 from playground.ui.tasks import Task
 
@@ -58,9 +59,8 @@ EMPTY_TEXT = "No runs yet. Generate something and it appears here."
 STAR, WHEN, STATUS, N, MODEL, PROMPT, TAGS = range(7)
 HEADERS = ("★", "When", "Status", "N", "Model", "Prompt", "Tags")
 WIDTHS = {STAR: 34, WHEN: 118, STATUS: 96, N: 44, MODEL: 190, TAGS: 190}
-GOLD, FAINT = QColor("#d99a00"), QColor("#c4c8ce")
 MUTED = QColor("#5f6670")
-STATUS_COLORS = {"interrupted": QColor("#b45309"), "running": QColor("#1f6feb")}
+STATUS_COLORS = {"interrupted": INTERRUPTED, "running": RUNNING}
 STATUS_TIPS = {
     "finished": "Every sample ended.",
     "interrupted": "The app stopped before the run ended; the samples that reached the disk "
@@ -628,7 +628,7 @@ class _RunTableModel(QAbstractTableModel):
             return self._tip(s, column)
         if role == Qt.ItemDataRole.ForegroundRole:
             if column == STAR:
-                return GOLD if s.starred else FAINT
+                return STARRED if s.starred else UNSTARRED
             if column == STATUS:
                 return STATUS_COLORS.get(s.status)
             if column in (WHEN, TAGS):
