@@ -134,7 +134,7 @@ class Task(QObject):
         self._ended = False
         self._relay = _Relay()
         queued = Qt.ConnectionType.QueuedConnection
-        self._relay.started.connect(self._relay_started, queued)
+        self._relay.started.connect(self.started, queued)
         self._relay.yielded.connect(self.yielded, queued)
         self._relay.progressed.connect(self.progressed, queued)
         self._relay.ended.connect(self._relay_ended, queued)
@@ -160,7 +160,7 @@ class Task(QObject):
 
     def run(self) -> None:
         """Run the work here and now, reporting through the relay: an executor's thread calls
-        it (see `Executor.submit`)."""
+        it, and nothing else should."""
         if self._cancel.is_set():
             self._relay.ended.emit("cancelled", None)
             return
@@ -179,10 +179,6 @@ class Task(QObject):
         else:
             reporter.flush()
             self._relay.ended.emit("finished", result)
-
-    @Slot()
-    def _relay_started(self) -> None:
-        self.started.emit()
 
     @Slot(str, object)
     def _relay_ended(self, outcome: str, payload: object) -> None:
