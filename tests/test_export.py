@@ -543,7 +543,7 @@ def bad_lines(good: dict[str, Any]) -> list[tuple[str, str]]:
         (changed("params.top_k", 1.5), "params.top_k should be an integer, not a number"),
         (changed("params.top_k", True), "params.top_k should be an integer, not true or false"),
         (changed("params.stop_json", "[1]"), "params.stop_json should be a JSON list of texts"),
-        (changed("params.top_p", 7), "line 1: params: top-p must be in (0, 1]"),
+        (changed("params.top_p", 7), "line 1: params: top-p must be a number in (0, 1]"),
         (changed("chat", "yes"), "chat should be true or false, not text"),
         (changed("prompt", "\ud800"), "prompt is not valid Unicode"),
         (changed("seed", 2**70), "seed is out of range"),

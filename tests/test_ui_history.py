@@ -1,4 +1,4 @@
-"""The history panel, the export dialog and background tasks, against runs of the tiny model.
+"""The history panel and the export dialog, against runs of the tiny model.
 
 Every test saves real runs into the isolated history (conftest points the data dir at a
 temporary folder) and waits on signals, never on fixed sleeps. Set PLAYGROUND_SCREENSHOT_DIR to
@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import Qt, QThread
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QApplication,
     QFileDialog,
@@ -27,12 +27,10 @@ from PySide6.QtWidgets import (
 
 from playground import export, paths
 from playground.engine_api import Engine
-from playground.errors import PlaygroundError
 from playground.records import Run
 from playground.sampling import SamplingParams
 from playground.store import Store, open_store
 from playground.ui import history_panel as history_module
-from playground.ui.background import BackgroundTask
 from playground.ui.export_dialog import CANCELLED_MESSAGE, ExportDialog
 from playground.ui.history_panel import (
     EMPTY_TEXT,
@@ -483,63 +481,6 @@ def test_import_of_a_bad_file_reports(qtbot, panel: HistoryPanel, tmp_path: Path
     assert blocker.args == ["bad.jsonl, line 1: not JSON"]
     assert len(listed(panel)) == 3
     assert panel.import_action.isEnabled()
-
-
-# ---------------------------------------------------------------------------------------------
-# Background tasks
-
-
-def test_task_reports_on_the_gui_thread(qtbot):
-    seen = {}
-
-    def work(progress, cancel):
-        seen["worker"] = QThread.currentThread()
-        for i in range(1, 4):
-            progress(i, 3)
-        return "done"
-
-    task = BackgroundTask(work)
-    steps = []
-    task.progressed.connect(lambda done, total: steps.append((done, total)))
-    task.finished.connect(lambda result: seen.setdefault("slot", QThread.currentThread()))
-    with qtbot.waitSignal(task.finished, timeout=TIMEOUT) as blocker:
-        task.start()
-    assert blocker.args == ["done"]
-    gui = QApplication.instance().thread()
-    assert seen["worker"] is not gui and seen["slot"] is gui
-    assert steps[-1] == (3, 3)
-    assert not task.is_running()
-
-
-def test_task_errors_are_one_line(qtbot, capsys: pytest.CaptureFixture[str]):
-    def user_error(progress, cancel):
-        raise PlaygroundError("the file is not a history")
-
-    def bug(progress, cancel):
-        raise KeyError("oops")
-
-    with qtbot.waitSignal(BackgroundTask(user_error).start().errored) as blocker:
-        pass
-    assert blocker.args == ["the file is not a history"]
-    with qtbot.waitSignal(BackgroundTask(bug).start().errored) as blocker:
-        pass
-    assert blocker.args == ["Unexpected error: KeyError: 'oops'"]
-    assert "Traceback" in capsys.readouterr().err
-
-
-def test_task_cancel_is_cooperative(qtbot):
-    started = threading.Event()
-
-    def work(progress, cancel):
-        started.set()
-        while not cancel():
-            time.sleep(0.005)
-        raise export.ExportCancelled("stopped")
-
-    task = BackgroundTask(work).start()
-    assert started.wait(TIMEOUT / 1000)
-    with qtbot.waitSignal(task.cancelled, timeout=TIMEOUT):
-        task.cancel()
 
 
 # ---------------------------------------------------------------------------------------------

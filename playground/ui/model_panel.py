@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
 )
 
 from playground.catalog import FoundModel
-from playground.ui.worker import LoadedModel
+from playground.ui.engine_thread import LoadedModel
 from playground.units import human_count, human_size
 
 EMBEDDED = ""  # the chooser's data for the embedded default model
@@ -130,8 +130,9 @@ class ModelPanel(QGroupBox):
         self.progress.setVisible(loading)
         self.progress.setValue(0)
 
-    def set_progress(self, fraction: float) -> None:
-        self.progress.setValue(int(fraction * 1000))
+    def set_progress(self, done: int, total: int) -> None:
+        self.progress.setRange(0, max(total, 1))
+        self.progress.setValue(done)
 
     def set_model(self, model: LoadedModel) -> None:
         info, backend = model.info, model.backend
