@@ -65,6 +65,8 @@ from playground.records import (
     RunStats,
     Sample,
     TokenRecord,
+    float_from_json,
+    json_float,
 )
 from playground.sampling import SamplingParams
 from playground.scoring import LOGPROB_SCORES, Answer, Ranking, Vote, vote_of
@@ -276,12 +278,6 @@ def _ranking_of(run: Run, method: str) -> Ranking:
 # Shared pieces
 
 
-def _num(value: float) -> float | None:
-    """A float for JSON: always a float, null when not finite (JSON has no NaN or infinity)."""
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
 def model_identity(run: Run, sha256: str = "") -> dict[str, Any]:
     """The model as every export names it: name, path, sha256 ("" when unknown), then the rest
     of ModelInfo, with None written as "" so that the column keeps one type."""
@@ -333,7 +329,7 @@ def sample_record(
         "finish_reason": sample.finish_reason or "",
         "seed": sample.seed,
         "n_tokens": len(sample.tokens),
-        **{m.replace("-", "_"): _num(v) for m, v in computed.items()},
+        **{m.replace("-", "_"): json_float(v) for m, v in computed.items()},
         "scores": _score_entries(run, sample, computed),
         "vote": _vote_record(run.vote, sample.index),
         "model": model_identity(run, sha256),
@@ -362,8 +358,8 @@ def _score_entries(run: Run, sample: Sample, computed: dict[str, float]) -> list
         place, score = places[name][sample.index] if ranked else (0, 0.0)
         seen.add(name)
         identity = run.reward_models.get(name)
-        entries.append({"name": name, "source": source, "value": _num(value), "rank": place,
-                        "rank_score": _num(score),
+        entries.append({"name": name, "source": source, "value": json_float(value), "rank": place,
+                        "rank_score": json_float(score),
                         "reward_model": identity.to_json() if identity else _NO_REWARD_MODEL})
 
     seen: set[str] = set()
@@ -416,13 +412,13 @@ def _tokens_record(tokens: Sequence[TokenRecord]) -> dict[str, Any]:
         "ids": [t.id for t in tokens],
         "texts": [t.text for t in tokens],
         "bytes_hex": [t.bytes.hex() for t in tokens],
-        "logprobs": [_num(t.logprob) for t in tokens],
-        "sampling_logprobs": [_num(t.sampling_logprob) for t in tokens],
+        "logprobs": [json_float(t.logprob) for t in tokens],
+        "sampling_logprobs": [json_float(t.sampling_logprob) for t in tokens],
         "ranks": [t.rank for t in tokens],
-        "entropies": [_num(t.entropy) for t in tokens],
+        "entropies": [json_float(t.entropy) for t in tokens],
         "top_ids": [[a.id for a in t.top] for t in tokens],
         "top_texts": [[a.text for a in t.top] for t in tokens],
-        "top_logprobs": [[_num(a.logprob) for a in t.top] for t in tokens],
+        "top_logprobs": [[json_float(a.logprob) for a in t.top] for t in tokens],
     }
 
 
@@ -578,8 +574,8 @@ def _write_labelstudio_pairwise(f: IO[str], items: list[_Item], each: Iterator[_
                 "sample2": b,
                 "seed1": left.seed,
                 "seed2": right.seed,
-                "score1": _num(score.get(a, math.nan)),
-                "score2": _num(score.get(b, math.nan)),
+                "score1": json_float(score.get(a, math.nan)),
+                "score2": json_float(score.get(b, math.nan)),
                 "model_prefers": "answer1" if place.get(a, 0) < place.get(b, 0) else "answer2",
                 **_task_common(item, ranking),
             }})
@@ -604,7 +600,7 @@ def _write_labelstudio_ranking(f: IO[str], items: list[_Item], each: Iterator[_I
             ],
             "seeds": {f"sample-{s.index}": s.seed for s in run.samples},
             "model_ranking": [f"sample-{i}" for i in ranking.order],
-            "model_scores": {f"sample-{i}": _num(score[i]) for i in ranking.order},
+            "model_scores": {f"sample-{i}": json_float(score[i]) for i in ranking.order},
             **_task_common(item, ranking),
         }})
     f.write(json.dumps(tasks, ensure_ascii=False, allow_nan=False, indent=1))
@@ -678,7 +674,7 @@ def argilla_record(run: Run, run_id: int, ranking: Ranking, sha256: str = "") ->
             "seeds": json.dumps({f"response_{s.index + 1}": s.seed for s in run.samples}),
             "ranking_method": ranking.method,
             # The ranking's own scores, best first (null where not finite).
-            "ranking_scores": json.dumps([_num(s) for s in ranking.scores]),
+            "ranking_scores": json.dumps([json_float(s) for s in ranking.scores]),
             "reward_models": json.dumps(reward_models_record(run)),
         },
         "suggestions": {
@@ -972,7 +968,7 @@ def _run_from_lines(lines: list[tuple[int, dict[str, Any]]]) -> Run:
                                  f"{name} ranking are not 1 to {len(places)}")
     stats = first["stats"]
     return Run(
-        model=_model_back(first["model"]),
+        model=ModelInfo.from_json(first["model"]),
         params=_params_back(first_line, first["params"]),
         prompt=first["prompt"],
         prompt_token_ids=list(first["prompt_token_ids"]),
@@ -1009,11 +1005,8 @@ def _sample_from_line(number: int, r: dict[str, Any]) -> Sample:
 
 
 def _float_back(value: float | None, method: str | None = None) -> float:
-    """A float from JSON: null is -inf for a logprob method's score (an empty sample's), else
-    NaN."""
-    if value is not None:
-        return float(value)
-    return -math.inf if method in LOGPROB_SCORES else math.nan
+    """null is -inf for a logprob method's score (an empty sample's), else NaN."""
+    return float_from_json(value, -math.inf if method in LOGPROB_SCORES else math.nan)
 
 
 def _tokens_back(number: int, index: int, t: dict[str, Any]) -> list[TokenRecord]:
@@ -1047,24 +1040,15 @@ def _tokens_back(number: int, index: int, t: dict[str, Any]) -> list[TokenRecord
     ]
 
 
-def _model_back(m: dict[str, Any]) -> ModelInfo:
-    values = {f.name: m.get(f.name) for f in fields(ModelInfo)}
-    values["license"] = values["license"] or None
-    return ModelInfo(**values)
-
-
 def _params_back(number: int, p: dict[str, Any]) -> SamplingParams:
-    known = {f.name for f in fields(SamplingParams)}
-    values = {k: v for k, v in p.items() if k in known}
     try:
         stop = json.loads(p["stop_json"])
     except (ValueError, RecursionError):
         stop = None
     if not isinstance(stop, list) or not all(isinstance(x, str) for x in stop):
         raise _ImportProblem(f"line {number}: params.stop_json should be a JSON list of texts")
-    values["stop"] = tuple(stop)
     try:
-        return SamplingParams(**values).validate()
+        return SamplingParams.from_json({**p, "stop": stop}).validate()
     except PlaygroundError as error:
         raise _ImportProblem(f"line {number}: params: {error}") from None
 

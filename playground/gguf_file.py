@@ -12,7 +12,7 @@ import math
 import mmap
 import struct
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -267,6 +267,13 @@ class ModelInfo:
             "chinchilla_tokens": self.chinchilla_tokens,
             "training_flops": self.training_flops,
         }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ModelInfo:
+        """What `to_json` wrote; a field added since (in an older history or file) reads None."""
+        values = {f.name: data.get(f.name) for f in fields(cls)}
+        values["license"] = values["license"] or None
+        return cls(**values)
 
 
 def model_info(path: Path | str, header: GGUFHeader | None = None) -> ModelInfo:

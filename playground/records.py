@@ -68,10 +68,10 @@ class TokenRecord:
             "id": self.id,
             "text": self.text,
             "bytes_hex": self.bytes.hex(),
-            "logprob": _finite(self.logprob),
-            "sampling_logprob": _finite(self.sampling_logprob),
+            "logprob": json_float(self.logprob),
+            "sampling_logprob": json_float(self.sampling_logprob),
             "rank": self.rank,
-            "entropy": _finite(self.entropy),
+            "entropy": json_float(self.entropy),
             "top": [alt.to_json() for alt in self.top],
         }
 
@@ -170,7 +170,7 @@ class Sample:
             "text": self.text,
             "tokens": [t.to_json() for t in self.tokens],
             "finish_reason": self.finish_reason,
-            "scores": {k: _finite(v) for k, v in self.all_scores().items()},
+            "scores": {k: json_float(v) for k, v in self.all_scores().items()},
         }
 
 
@@ -178,8 +178,17 @@ def _json_name(method: str) -> str:
     return method.replace("-", "_")
 
 
-def _finite(value: float) -> float | None:
+def json_float(value: float) -> float | None:
+    """The one policy for numbers in JSON, which has no NaN or infinity: a float, or null where
+    it is not finite. Every `to_json` and export writes numbers through it."""
+    value = float(value)
     return value if math.isfinite(value) else None
+
+
+def float_from_json(value: float | None, missing: float = math.nan) -> float:
+    """A number `json_float` wrote: null reads as `missing` (NaN unless the reader knows
+    better, e.g. -inf for an empty sample's logprob score)."""
+    return missing if value is None else float(value)
 
 
 @dataclass(frozen=True)
@@ -200,6 +209,10 @@ class RewardModelIdentity:
 
     def to_json(self) -> dict[str, str]:
         return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, str]) -> RewardModelIdentity:
+        return cls(**data)
 
 
 @dataclass

@@ -18,8 +18,8 @@ from __future__ import annotations
 import math
 import secrets
 from collections import deque
-from dataclasses import dataclass, field, replace
-from typing import Protocol
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -108,6 +108,15 @@ class SamplingParams:
 
     def to_json(self) -> dict:
         return {**self.__dict__, "stop": list(self.stop)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SamplingParams:
+        """The parameters `to_json` wrote; keys of other versions are ignored (unchecked: call
+        `validate` on what came from outside)."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values["stop"] = tuple(values.get("stop", ()))
+        return cls(**values)
 
 
 def _number(value: object, name: str, low: float, high: float, rule: str,

@@ -48,7 +48,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -294,18 +294,6 @@ def _params_json(params: SamplingParams) -> str:
     return json.dumps(params.to_json())
 
 
-def params_from_json(data: dict[str, Any]) -> SamplingParams:
-    known = {f.name for f in fields(SamplingParams)}
-    values = {k: v for k, v in data.items() if k in known}
-    values["stop"] = tuple(values.get("stop", ()))
-    return SamplingParams(**values)
-
-
-def model_from_json(data: dict[str, Any]) -> ModelInfo:
-    """A ModelInfo from its stored fields; a field added since the run was stored reads None."""
-    return ModelInfo(**{f.name: data.get(f.name) for f in fields(ModelInfo)})
-
-
 def _stats_json(stats: RunStats | None) -> str | None:
     if stats is None:
         return None
@@ -332,7 +320,8 @@ def _reward_models_json(identities: dict[str, RewardModelIdentity]) -> str:
 
 
 def _reward_models_from_json(text: str) -> dict[str, RewardModelIdentity]:
-    return {name: RewardModelIdentity(**fields) for name, fields in json.loads(text).items()}
+    return {name: RewardModelIdentity.from_json(fields)
+            for name, fields in json.loads(text).items()}
 
 
 def _vote_json(vote: Vote | None) -> str | None:
@@ -811,8 +800,8 @@ class Store:
             s = json.loads(stats_json)
             stats = RunStats(s["prompt_tokens"], s["new_tokens"], s["seconds"])
         return Run(
-            model=model_from_json(json.loads(model_json)),
-            params=params_from_json(json.loads(params_json)),
+            model=ModelInfo.from_json(json.loads(model_json)),
+            params=SamplingParams.from_json(json.loads(params_json)),
             prompt=prompt,
             prompt_token_ids=_list(ids_blob, "<i4"),
             chat=bool(chat),
@@ -923,8 +912,8 @@ class Store:
         if row is None:
             raise StoreError(f"there is no run #{run_id} in the history")
         prompt, chat, system, params_json, n, model_path = row
-        return RunRequest(prompt, bool(chat), system, params_from_json(json.loads(params_json)),
-                          n, model_path)
+        params = SamplingParams.from_json(json.loads(params_json))
+        return RunRequest(prompt, bool(chat), system, params, n, model_path)
 
     # -- organising ----------------------------------------------------------------------------
 

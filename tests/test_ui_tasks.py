@@ -9,6 +9,7 @@ import pytest
 from PySide6.QtCore import QThread
 from PySide6.QtWidgets import QApplication
 
+from playground.engine import LocalEngine
 from playground.errors import PlaygroundError
 from playground.sampling import SamplingParams
 from playground.ui import engine_thread
@@ -210,7 +211,7 @@ def test_shut_down_cancels_what_runs_and_waits(executor: Executor):
 def test_the_engine_thread_runs_every_llama_cpp_task(qtbot, tiny_model_path,
                                                      monkeypatch: pytest.MonkeyPatch):
     threads: dict[str, set[int]] = {}
-    real_load, real_start_run = engine_thread.load, engine_thread.Engine.start_run
+    real_load, real_start_run = engine_thread.load, LocalEngine.start_run
 
     def recording_load(*args, **kwargs):
         threads.setdefault("load", set()).add(threading.get_ident())
@@ -221,7 +222,7 @@ def test_the_engine_thread_runs_every_llama_cpp_task(qtbot, tiny_model_path,
         return real_start_run(self, *args, **kwargs)
 
     monkeypatch.setattr(engine_thread, "load", recording_load)
-    monkeypatch.setattr(engine_thread.Engine, "start_run", recording_start_run)
+    monkeypatch.setattr(LocalEngine, "start_run", recording_start_run)
     window = MainWindow()
     qtbot.addWidget(window)
     window.load_model(tiny_model_path, 0)
