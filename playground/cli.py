@@ -180,11 +180,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command is None:
-        from playground.ui.app import main as gui
-
-        return gui()
     try:
+        if args.command is None:
+            from playground.ui.app import main as gui
+
+            return gui()
         return args.handler(args) or 0
     except PlaygroundError as error:
         print(f"playground: {error}", file=sys.stderr)
