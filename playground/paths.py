@@ -34,6 +34,11 @@ def user_models_dir() -> Path:
     return path
 
 
+def resource_dir(name: str) -> Path:
+    """A folder of the files the app reads (fonts, demonstrations, languages)."""
+    return REPO_ROOT / "resources" / name
+
+
 def repo_models_dir() -> Path:
     return REPO_ROOT / "models"
 
