@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer, Signal, SignalInstance
-from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
+from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent, QShowEvent
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -71,6 +71,8 @@ class MainWindow(QMainWindow):
         self.model: LoadedModel | None = None
         self._dirty = False
         self._normal_state = self.windowState()
+        self._fitted = False
+        """Whether the first show has fitted the window to its screen."""
         self._stops: dict[type, threading.Event] = {}
         """The stop event of the latest request of each kind sent to the worker."""
 
@@ -453,6 +455,24 @@ class MainWindow(QMainWindow):
     def start(self) -> None:
         """Load the last model (or the embedded one) once the window is up."""
         self.load_model(self.model_panel.chosen_path(), self.model_panel.gpu_layers.value())
+
+    def showEvent(self, event: QShowEvent) -> None:
+        if not self._fitted:
+            self._fitted = True
+            self._fit_screen()
+        super().showEvent(event)
+
+    def _fit_screen(self) -> None:
+        """Keep the window, frame included, inside its screen's free area: a saved geometry
+        may come from a larger screen, and a laptop's is as small as 1280×720 less its panels.
+        Run at the first show, once the window system knows the frame."""
+        area = self.screen().availableGeometry()
+        frame = self.frameGeometry().size() - self.geometry().size()
+        self.resize(self.size().boundedTo(area.size() - frame))
+        place = self.frameGeometry()
+        place.moveLeft(max(area.left(), min(place.left(), area.right() - place.width() + 1)))
+        place.moveTop(max(area.top(), min(place.top(), area.bottom() - place.height() + 1)))
+        self.move(place.topLeft())
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.save_settings()
