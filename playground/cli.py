@@ -168,6 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("screenshot", help="save PNGs of the app after short real runs")
     p.add_argument("out_dir", type=Path, help="folder for the PNG files")
+    p.add_argument("--size", type=_screen_size, default=(1440, 900), metavar="WxH",
+                   help="the offscreen screen the window fills (default 1440x900)")
     p.set_defaults(handler=cmd_screenshot)
 
     p = sub.add_parser("models", help="list the models found on this machine")
@@ -604,11 +606,20 @@ def _demo_summary(demo: str, d: dict[str, Any]) -> Iterator[str]:
             yield f"{key.capitalize()} ({side['model']}): {' '.join(side['text'].split())}"
 
 
+def _screen_size(text: str) -> tuple[int, int]:
+    width, _, height = text.partition("x")
+    if not (width.isdigit() and height.isdigit() and int(width) >= 640 and int(height) >= 480):
+        raise argparse.ArgumentTypeError(f"not a screen size of 640x480 or more: {text!r}")
+    return int(width), int(height)
+
+
 def cmd_screenshot(args: argparse.Namespace) -> int:
-    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from playground.ui.window_system import offscreen_platform
+
+    os.environ.setdefault("QT_QPA_PLATFORM", offscreen_platform(*args.size))
     from playground.ui.screenshots import save_screenshots
 
-    for path in save_screenshots(args.out_dir):
+    for path in save_screenshots(args.out_dir, args.size):
         print(path)
     return 0
 
