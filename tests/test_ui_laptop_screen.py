@@ -8,7 +8,7 @@ import pytest
 from conftest import TEST_SCREEN
 from PySide6.QtCore import QPoint, QSize
 from PySide6.QtGui import QTextDocument
-from PySide6.QtWidgets import QLabel, QWidget
+from PySide6.QtWidgets import QApplication, QLabel, QScrollArea, QWidget
 
 from playground.records import Alternative, TokenRecord
 from playground.ui.main_window import MainWindow
@@ -48,6 +48,26 @@ def test_a_window_saved_on_a_larger_screen_reopens_inside_this_one(qtbot, laptop
     big.shut_down()
     window = _shown_window(qtbot)
     assert window.screen().availableGeometry().contains(window.frameGeometry())
+    window.close()
+
+
+def test_every_tab_and_demonstration_fits_without_scrolling_sideways(qtbot, laptop):
+    window = _shown_window(qtbot)
+    for page in (window.generate_tab, window.demos_tab, window.history_panel):
+        window.tabs.setCurrentWidget(page)
+        QApplication.processEvents()  # the layout settles as it would in the event loop
+        # The sidebar belongs to the Generate tab; the others take the whole width.
+        assert window.sidebar.isVisible() == (page is window.generate_tab)
+        assert page.minimumSizeHint().width() <= page.width()
+    tab = window.demos_tab
+    window.tabs.setCurrentWidget(tab)
+    for row in range(tab.demo_list.count()):
+        tab.demo_list.setCurrentRow(row)
+        QApplication.processEvents()
+        scroll = tab.stack.currentWidget()
+        assert isinstance(scroll, QScrollArea)
+        view = scroll.widget()
+        assert view.minimumSizeHint().width() <= scroll.viewport().width(), type(view).__name__
     window.close()
 
 

@@ -170,6 +170,7 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.history_panel, "History")
         self.generate_tab = generate_tab
         right.addWidget(self.tabs, 1)
+        self.tabs.currentChanged.connect(self._show_sidebar)
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
         self.sidebar = scroll
         self.splitter.addWidget(scroll)
@@ -357,9 +358,16 @@ class MainWindow(QMainWindow):
         self.tabs.setCurrentWidget(self.demos_tab)
         self.demos_tab.branch_from(self.run, sample, position, token)
 
+    def _show_sidebar(self) -> None:
+        """The sidebar's settings are the Generate tab's. The Demos, with their own inputs, and
+        the History take the whole width: beside the sidebar, a 1280-pixel laptop screen
+        leaves them too little room."""
+        self.sidebar.setVisible(
+            self.tabs.currentWidget() is self.generate_tab and not self.demos_tab.presenting)
+
     def _presenting(self, on: bool) -> None:
         """Presentation mode: the demonstration alone, full screen."""
-        self.sidebar.setVisible(not on)
+        self._show_sidebar()
         self.tabs.tabBar().setVisible(not on)
         self.statusBar().setVisible(not on)
         self.banner.hide()
