@@ -24,7 +24,7 @@ from playground.ui.app import application
 from playground.ui.main_window import MainWindow
 
 TIMEOUT_MS = 180_000
-MULTILINGUAL_PROMPT = "In English, please: आज मौसम अच्छा है। 今天天气很好。 الطقس جميل اليوم."
+MULTILINGUAL_PROMPT = "आज मौसम अच्छा है। 今天天气很好。 الطقس جميل اليوم. Say it in English."
 
 
 class _Waiter(QObject):
@@ -79,6 +79,7 @@ def save_screenshots(out_dir: Path, size: tuple[int, int]) -> list[Path]:
     with tempfile.TemporaryDirectory() as data:
         previous = os.environ.get(paths.DATA_DIR_ENV)
         os.environ[paths.DATA_DIR_ENV] = data
+        window: MainWindow | None = None
         try:
             app = application()
             window = MainWindow()
@@ -110,15 +111,16 @@ def save_screenshots(out_dir: Path, size: tuple[int, int]) -> list[Path]:
             app.processEvents()
             saved.append(_save(window, out_dir / "reward.png"))
 
-            # The History lists every run so far, this one's prompt in three more scripts.
+            # The History lists every run so far; this one's prompt is in three more scripts.
             run_and_wait(window, MULTILINGUAL_PROMPT, replace(base, max_tokens=16), 1)
             window.tabs.setCurrentWidget(window.history_panel)
             app.processEvents()
             saved.append(_save(window, out_dir / "history.png"))
 
             saved += _demo_screenshots(app, window, out_dir, window.size())
-            window.close()
         finally:
+            if window is not None:
+                window.close()  # stops the worker thread, also after an error
             if previous is None:
                 os.environ.pop(paths.DATA_DIR_ENV, None)
             else:
