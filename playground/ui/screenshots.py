@@ -23,7 +23,9 @@ from playground.scenarios import DEMOS
 from playground.ui.app import application
 from playground.ui.main_window import MainWindow
 
-TIMEOUT_MS = 180_000
+TIMEOUT_MS = 600_000
+"""Long enough for the slowest step (the hallucination demonstration, with its judge) on a busy
+2-core CPU."""
 MULTILINGUAL_PROMPT = "आज मौसम अच्छा है। 今天天气很好。 الطقس جميل اليوم. Say it in English."
 
 
