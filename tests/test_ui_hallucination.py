@@ -9,11 +9,11 @@ import pytest
 from PySide6.QtWidgets import QTreeWidgetItemIterator
 
 from playground.demos import sentence_support
-from playground.engine import Engine
+from playground.engine_api import Engine
 from playground.errors import InvalidRequestError
 from playground.scenarios import ConsistencyResult, find_scenario
+from playground.ui.colors import FLAGGED
 from playground.ui.hallucination_view import (
-    FLAG_COLOR,
     BranchResult,
     ClaimResult,
     HallucinationResult,
@@ -37,8 +37,8 @@ def view(qtbot) -> HallucinationView:
     qtbot.addWidget(widget)
     widget.resize(1100, 800)
     widget.set_scenario(find_scenario(SCENARIO), "small")
-    widget.n_box.setValue(3)
-    widget.max_tokens_box.setValue(16)
+    widget.inputs.n.setValue(3)
+    widget.inputs.max_tokens.setValue(16)
     return widget
 
 
@@ -99,7 +99,7 @@ def test_supported_sentences_are_not_highlighted(view: HallucinationView, result
     assert any(expected) and not all(len(e) == len(row) for e, row in zip(expected, overlap,
                                                                          strict=True))
     shown = view.answers.sentence_formats()
-    assert shown[0][0].background().color() != FLAG_COLOR
+    assert shown[0][0].background().color() != FLAGGED
     assert "not asked" in shown[0][0].toolTip()
 
 

@@ -1,4 +1,4 @@
-"""The history panel, the export dialog and background tasks, against runs of the tiny model.
+"""The history panel and the export dialog, against runs of the tiny model.
 
 Every test saves real runs into the isolated history (conftest points the data dir at a
 temporary folder) and waits on signals, never on fixed sleeps. Set PLAYGROUND_SCREENSHOT_DIR to
@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import Qt, QThread
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QApplication,
     QFileDialog,
@@ -26,13 +26,11 @@ from PySide6.QtWidgets import (
 )
 
 from playground import export, paths
-from playground.engine import Engine
-from playground.errors import PlaygroundError
+from playground.engine_api import Engine
 from playground.records import Run
 from playground.sampling import SamplingParams
 from playground.store import Store, open_store
 from playground.ui import history_panel as history_module
-from playground.ui.background import BackgroundTask
 from playground.ui.export_dialog import CANCELLED_MESSAGE, ExportDialog
 from playground.ui.history_panel import (
     EMPTY_TEXT,
@@ -384,6 +382,8 @@ def test_export_button_uses_the_chosen_format_and_options(qtbot, dialog: ExportD
     assert blocker.args == [len(tasks)] == [3 + 1 + 6]
     assert {t["data"]["ranking_method"] for t in tasks} == {"sum-logprob"}
     assert "Wrote 10 tasks" in dialog.result.text()
+    assert "pairs.label_config.xml beside it" in dialog.result.text()
+    assert target.with_name("pairs.label_config.xml").exists()
     dialog.set_format("csv")
     assert not dialog.options.isVisible()
     assert dialog.path.text().endswith(".csv")
@@ -484,63 +484,6 @@ def test_import_of_a_bad_file_reports(qtbot, panel: HistoryPanel, tmp_path: Path
 
 
 # ---------------------------------------------------------------------------------------------
-# Background tasks
-
-
-def test_task_reports_on_the_gui_thread(qtbot):
-    seen = {}
-
-    def work(progress, cancel):
-        seen["worker"] = QThread.currentThread()
-        for i in range(1, 4):
-            progress(i, 3)
-        return "done"
-
-    task = BackgroundTask(work)
-    steps = []
-    task.progressed.connect(lambda done, total: steps.append((done, total)))
-    task.finished.connect(lambda result: seen.setdefault("slot", QThread.currentThread()))
-    with qtbot.waitSignal(task.finished, timeout=TIMEOUT) as blocker:
-        task.start()
-    assert blocker.args == ["done"]
-    gui = QApplication.instance().thread()
-    assert seen["worker"] is not gui and seen["slot"] is gui
-    assert steps[-1] == (3, 3)
-    assert not task.is_running()
-
-
-def test_task_errors_are_one_line(qtbot, capsys: pytest.CaptureFixture[str]):
-    def user_error(progress, cancel):
-        raise PlaygroundError("the file is not a history")
-
-    def bug(progress, cancel):
-        raise KeyError("oops")
-
-    with qtbot.waitSignal(BackgroundTask(user_error).start().errored) as blocker:
-        pass
-    assert blocker.args == ["the file is not a history"]
-    with qtbot.waitSignal(BackgroundTask(bug).start().errored) as blocker:
-        pass
-    assert blocker.args == ["Unexpected error: KeyError: 'oops'"]
-    assert "Traceback" in capsys.readouterr().err
-
-
-def test_task_cancel_is_cooperative(qtbot):
-    started = threading.Event()
-
-    def work(progress, cancel):
-        started.set()
-        while not cancel():
-            time.sleep(0.005)
-        raise export.ExportCancelled("stopped")
-
-    task = BackgroundTask(work).start()
-    assert started.wait(TIMEOUT / 1000)
-    with qtbot.waitSignal(task.cancelled, timeout=TIMEOUT):
-        task.cancel()
-
-
-# ---------------------------------------------------------------------------------------------
 # What it looks like
 
 
@@ -549,7 +492,7 @@ def test_screenshots(qtbot, store: Store, saved: list[int], generated: list[Run]
     """The panel and the dialog as the app styles them (its stylesheet, set before they are
     made, as the app does)."""
     out = Path(os.environ.get("PLAYGROUND_SCREENSHOT_DIR") or tmp_path)
-    stylesheet = (paths.REPO_ROOT / "resources" / "style.qss").read_text(encoding="utf-8")
+    stylesheet = (paths.resource_dir("") / "style.qss").read_text(encoding="utf-8")
     store.set_starred(saved[1])
     store.add_tags(saved[1], "cats", "keep")
     store.add_tags(saved[2], "stories")

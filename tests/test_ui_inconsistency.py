@@ -31,10 +31,10 @@ def _run_view(
     view = InconsistencyView()
     qtbot.addWidget(view)
     view.set_scenario(find_scenario(SCENARIO), "small")
-    view.runs_box.setValue(4)
-    view.max_tokens_box.setValue(6)
+    view.inputs.n.setValue(4)
+    view.inputs.max_tokens.setValue(6)
     if seed is not None:
-        view.seed_box.setValue(seed)
+        view.inputs.seed.setValue(seed)
     result = view.job().work(engine, lambda d, t: None, lambda: False)
     view.show_result(result)
     return view, result
@@ -74,7 +74,7 @@ def test_view_shows_both_halves_and_the_tree(qtbot, tiny_engine) -> None:
 
 def test_random_seed_is_drawn_and_shown(qtbot, tiny_engine) -> None:
     view, result = _run_view(qtbot, tiny_engine)
-    assert view.seed_box.specialValueText() == view.seed_box.text()  # still "random"
+    assert view.inputs.seed.specialValueText() == view.inputs.seed.text()  # still "random"
     assert str(result.free.params.seed) in view.seed_note.text()
 
     view.set_scenario(find_scenario(SCENARIO), "small")

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from playground.engine import Engine
+from playground.engine_api import Engine
 from playground.errors import InvalidRequestError
 from playground.scenarios import RobustnessResult, find_scenario
 from playground.ui.robustness_view import RobustnessView
@@ -21,7 +21,7 @@ def view(qtbot) -> RobustnessView:
     qtbot.addWidget(widget)
     widget.resize(1100, 800)
     widget.set_scenario(SCENARIO, "small")
-    widget.max_tokens.setValue(4)
+    widget.inputs.max_tokens.setValue(4)
     return widget
 
 
@@ -37,7 +37,7 @@ def test_inputs_come_from_the_scenario(view: RobustnessView):
     assert view.options.toPlainText().splitlines() == SCENARIO.extra["options"]
     assert view.user_text.text() == SCENARIO.extra["variant"]
     params, _n = SCENARIO.params("small")
-    assert view.temperature.value() == params.temperature
+    assert view.inputs.temperature.value() == params.temperature
 
 
 @pytest.mark.parametrize("with_options", [True, False])

@@ -9,7 +9,7 @@ import pytest
 from PySide6.QtWidgets import QTableWidget
 
 from playground.demos import repair_json, validate_json, validity_counts
-from playground.engine import Engine
+from playground.engine_api import Engine
 from playground.errors import InvalidRequestError
 from playground.scenarios import find_scenario
 from playground.ui.structured_view import FULL_TEXT, StructuredView
@@ -42,14 +42,14 @@ def test_inputs_come_from_the_scenario(view: StructuredView):
     assert view.prompt.toPlainText() == SCENARIO.prompt
     assert json.loads(view.schema.toPlainText()) == SCENARIO.extra["schema"]
     params, n = SCENARIO.params("small")
-    assert view.n.value() == n
-    assert view.max_tokens.value() == params.max_tokens
+    assert view.inputs.n.value() == n
+    assert view.inputs.max_tokens.value() == params.max_tokens
 
 
 def test_counts_shown_match_the_texts_shown(view: StructuredView, tiny_engine: Engine):
     view.schema.setPlainText(json.dumps(SCHEMA))
-    view.n.setValue(N)
-    view.max_tokens.setValue(8)
+    view.inputs.n.setValue(N)
+    view.inputs.max_tokens.setValue(8)
     result = view.job().work(tiny_engine, lambda done, total: None, lambda: False)
     view.show_result(result)
 

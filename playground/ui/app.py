@@ -10,7 +10,7 @@ from playground import paths
 from playground.ui import fonts, window_system
 from playground.ui.main_window import MainWindow
 
-STYLESHEET = paths.REPO_ROOT / "resources" / "style.qss"
+STYLESHEET = paths.resource_dir("") / "style.qss"
 
 
 def application() -> QApplication:

@@ -4,26 +4,22 @@ chat template by an instruct model, side by side, with each one's per-token prob
 from __future__ import annotations
 
 import statistics
-from dataclasses import replace
 from pathlib import Path
 
 from PySide6.QtWidgets import (
-    QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
     QLineEdit,
     QPlainTextEdit,
     QPushButton,
-    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
-from playground.engine import Engine
+from playground.engine_api import Engine
 from playground.errors import InvalidRequestError
 from playground.records import Run
-from playground.sampling import SamplingParams
 from playground.scenarios import (
     BaseInstructResult,
     Cancel,
@@ -33,9 +29,10 @@ from playground.scenarios import (
     run_base_vs_instruct,
 )
 from playground.ui.demo_view import DemoView, LinesTall, caption, note
+from playground.ui.engine_thread import Job
 from playground.ui.logprob_chart import LogprobChart
+from playground.ui.scenario_inputs import ScenarioInputs
 from playground.ui.token_view import TokenView
-from playground.ui.worker import Job
 
 TEXT_HEIGHT = 180
 CHART_HEIGHT = 230
@@ -128,30 +125,19 @@ class BaseInstructView(DemoView):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self._params = SamplingParams()
-
         self.prompt = QPlainTextEdit()
         LinesTall(self.prompt, 2)
-        self.temperature = QDoubleSpinBox()
-        self.temperature.setRange(0.0, 2.0)
-        self.temperature.setSingleStep(0.1)
-        self.temperature.setToolTip("0 always picks the most likely token: every run is the same")
-        self.max_tokens = QSpinBox()
-        self.max_tokens.setRange(1, 1024)
-        self.max_tokens.setToolTip("Each model writes at most this many tokens")
+        self.inputs = ScenarioInputs()
+        self.inputs.temperature.setToolTip("0 always picks the most likely token: every run is "
+                                           "the same")
+        self.inputs.max_tokens.setToolTip("Each model writes at most this many tokens")
         self.base_model = ModelChooser("Gemma 3 270M base (from PyPI)")
         self.instruct_model = ModelChooser("SmolLM2-135M-Instruct (embedded)")
-        numbers = QHBoxLayout()
-        numbers.addWidget(self.temperature)
-        numbers.addSpacing(12)
-        numbers.addWidget(note("max tokens"))
-        numbers.addWidget(self.max_tokens)
-        numbers.addStretch(1)
-        self.inputs = QWidget()
-        form = QFormLayout(self.inputs)
+        self.input_section = QWidget()
+        form = QFormLayout(self.input_section)
         form.setContentsMargins(0, 0, 0, 0)
         form.addRow("Prompt", self.prompt)
-        form.addRow("Temperature", numbers)
+        form.addRow("", self.inputs)
         form.addRow("Base model", self.base_model)
         form.addRow("Instruct model", self.instruct_model)
 
@@ -179,16 +165,14 @@ class BaseInstructView(DemoView):
             policy.setRetainSizeWhenHidden(True)
             section.setSizePolicy(policy)
         layout = QVBoxLayout(self)
-        layout.addWidget(self.inputs)
+        layout.addWidget(self.input_section)
         layout.addLayout(columns, 1)
         layout.addWidget(self.charts, 1)
 
     def set_scenario(self, scenario: Scenario, profile: str) -> None:
         """The model choices are the user's, not the scenario's: they stay."""
-        self._params, _n = scenario.params(profile)
         self.prompt.setPlainText(scenario.prompt)
-        self.temperature.setValue(self._params.temperature)
-        self.max_tokens.setValue(self._params.max_tokens)
+        self.inputs.set_params(*scenario.params(profile))
         self.base.clear()
         self.instruct.clear()
 
@@ -200,8 +184,7 @@ class BaseInstructView(DemoView):
         for path in (base, instruct):
             if path is not None and not path.is_file():
                 raise InvalidRequestError(f"No model file at {path}.")
-        params = replace(self._params, temperature=self.temperature.value(),
-                         max_tokens=self.max_tokens.value())
+        params, _n = self.inputs.params()
 
         def work(_engine: Engine | None, progress: Progress, cancel: Cancel) -> BaseInstructResult:
             # The default base model is resolved here, off the GUI thread: the first time, it is
@@ -216,4 +199,4 @@ class BaseInstructView(DemoView):
         self.instruct.show_run(result.instruct)
 
     def sections(self) -> list[QWidget]:
-        return [self.inputs, self.base.column, self.instruct.column, self.charts]
+        return [self.input_section, self.base.column, self.instruct.column, self.charts]

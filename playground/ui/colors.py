@@ -1,4 +1,6 @@
-"""The app's colours: the probability heat-map scale and one colour per sample."""
+"""The app's colours: the probability heat-map scale, one colour per sample, and every colour
+that means something (good, bad, flagged, the winner...). Views take them from here, so that
+one meaning has one colour everywhere; only neutral chrome (text greys, borders) stays local."""
 
 from __future__ import annotations
 
@@ -21,6 +23,43 @@ SAMPLE_COLORS: tuple[str, ...] = (
     "#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000",
     "#882255", "#44AA99", "#117733", "#999933", "#AA4499", "#332288", "#DDCC77", "#88CCEE",
 )
+
+# What an outcome means. GOOD and BAD are Okabe-Ito green and vermillion, told apart also with
+# colour-vision deficiencies; FAIR is between them.
+GOOD = QColor("#009E73")
+"""Valid; agrees with the most common answer."""
+FAIR = QColor("#E69F00")
+"""Between the two: valid only after repair."""
+BAD = QColor("#D55E00")
+"""Invalid; disagrees with the most common answer."""
+BAD_ROW = QColor("#fdecea")
+"""The background of a table row whose outcome is bad."""
+FLAGGED = QColor("#f7b6ae")
+"""The background of a sentence that the other answers do not support."""
+WARNING_BACKGROUND, WARNING_BORDER = QColor("#fff4e0"), QColor("#f0c987")
+"""A box that points out a problem (mistakes the model repeats)."""
+WARNING_TEXT = QColor("#b35c00")
+"""A word that points out a disagreement."""
+DIFFERS = QColor("#fde2b8")
+"""A ranking chip where two rankings put different samples."""
+SAME = QColor("#eef1f5")
+"""A ranking chip where they agree."""
+ERROR_TEXT = QColor("#8a1c12")
+"""A one-line error shown in place."""
+WINNER = QColor("#c98a00")
+"""The best-ranked sample: its badge and frame."""
+WINNER_BACKGROUND = QColor("#fffaf0")
+CHOSEN = QColor("#0072B2")
+"""The token the model drew, among its alternatives; the token under the pointer."""
+STARRED, UNSTARRED = QColor("#d99a00"), QColor("#c4c8ce")
+INTERRUPTED, RUNNING = QColor("#b45309"), QColor("#1f6feb")
+"""A stored run's status."""
+
+# Series in charts.
+ENTROPY = QColor("#6a51a3")
+PER_WORD, PER_CHARACTER = QColor("#1f6feb"), QColor("#e8833a")
+TOKEN_CHIPS = (QColor("#dbe8ff"), QColor("#ffe3c2"))
+"""Alternating backgrounds that show where one token ends and the next begins."""
 
 
 def probability_color(p: float) -> QColor:

@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from playground.scenarios import Scenario
-from playground.ui.worker import Job
+from playground.ui.engine_thread import Job
 
 
 class DemoView(QWidget):

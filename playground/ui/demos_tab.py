@@ -1,11 +1,11 @@
 """The Demos tab: pick a demonstration or a scenario, read what it shows, run it, present it.
 
 One scenario picker serves both ways of working: choosing a demonstration on the left picks its
-first scenario, choosing a scenario shows its demonstration. Jobs go to the engine's thread
-through `job_requested` (the main window forwards them); `job_progressed` and `job_ended` come
-back; Stop sets the running job's own stop event. Presentation mode hides everything but the
-demonstration, makes text large and high in contrast, and reveals the view's sections one step
-at a time (→ / Space: next, ←: back, Esc: leave).
+first scenario, choosing a scenario shows its demonstration. A view's job runs as a task on the
+engine's thread; its own signals bring progress and the result (or the one-line reason it
+failed) back to this tab, and Stop cancels that task alone. Presentation mode hides everything
+but the demonstration, makes text large and high in contrast, and reveals the view's sections
+one step at a time (→ / Space: next, ←: back, Esc: leave).
 """
 
 from __future__ import annotations
@@ -34,12 +34,13 @@ from playground.records import Run
 from playground.scenarios import DEMOS, Scenario, profile_for, scenarios
 from playground.ui.base_instruct_view import BaseInstructView
 from playground.ui.demo_view import DemoView
+from playground.ui.engine_thread import EngineThread, Job
 from playground.ui.hallucination_view import HallucinationView
 from playground.ui.inconsistency_view import InconsistencyView
 from playground.ui.robustness_view import RobustnessView
 from playground.ui.structured_view import StructuredView
+from playground.ui.tasks import Task
 from playground.ui.tokens_view import TokensView
-from playground.ui.worker import Job
 
 PRESENTING_CHART_SCALE = 1.4
 """How much larger chart text is in presentation mode (less than the stylesheet's ~1.7x: tick
@@ -47,18 +48,18 @@ labels must still fit side by side)."""
 
 
 class DemosTab(QWidget):
-    job_requested = Signal(object)  # Job
     presenting_changed = Signal(bool)
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, engine: EngineThread, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("demos")
+        self.engine = engine
         self.scenarios: list[Scenario] = []
         self.profile = "small"
         self.presenting = False
         self.step = 0
-        self._running: DemoView | None = None
-        self._job: Job | None = None
+        self.task: Task | None = None
+        """The running demonstration's task."""
         self._result_shown: set[str] = set()
 
         self.views: dict[str, DemoView] = {}
@@ -230,44 +231,48 @@ class DemosTab(QWidget):
         self._request(self.view, job)
 
     def _request(self, view: DemoView, job: Job) -> None:
-        if self._running is not None:
+        if self.running:
             self.show_message("Wait for the running demonstration, or stop it.")
             return
-        self._running, self._job = view, job
+        task = self.engine.job(job)
+        task.progressed.connect(self._progressed)
+        task.finished.connect(lambda result: self._finished(view, result))
+        task.errored.connect(self._failed)
+        task.cancelled.connect(lambda: self._failed("Cancelled."))
         self.message.hide()
         self.progress.setRange(0, 0)
         self.progress.show()
         self.run_button.setEnabled(False)
         self.stop_button.setEnabled(True)
-        self.job_requested.emit(job)
+        self.task = task.start()
 
     def stop(self) -> None:
-        """Stop the running job before its next step (or before it starts, if queued)."""
-        if self._job is not None:
-            self._job.stop.set()
+        """Stop the running demonstration before its next step (or before it starts)."""
+        if self.task is not None:
+            self.task.cancel()
 
-    def job_progressed(self, job: Job, done: int, total: int) -> None:
-        if job is not self._job:
-            return
+    def _progressed(self, done: int, total: int) -> None:
         self.progress.setRange(0, max(total, 1))
         self.progress.setValue(done)
 
-    def job_ended(self, job: Job, result: Any, message: str) -> None:
-        if job is not self._job:
-            return  # someone else's
-        view, self._running, self._job = self._running, None, None
+    def _finished(self, view: DemoView, result: Any) -> None:
+        self._ended()
+        view.show_result(result)
+        self._result_shown.add(view.demo)
+
+    def _failed(self, message: str) -> None:
+        self._ended()
+        self.show_message(message)
+
+    def _ended(self) -> None:
+        self.task = None
         self.progress.hide()
         self.run_button.setEnabled(True)
         self.stop_button.setEnabled(False)
-        if message:
-            self.show_message(message)
-        elif view is not None:
-            view.show_result(result)
-            self._result_shown.add(view.demo)
 
     @property
     def running(self) -> bool:
-        return self._running is not None
+        return self.task is not None
 
     def show_message(self, text: str) -> None:
         self.message.setText(text)
@@ -310,7 +315,7 @@ class DemosTab(QWidget):
         """Reveal the next section; leaving the inputs runs the demonstration if it has not
         run yet, so a talk needs only this one key."""
         if (self.step == 0 and self.view.demo not in self._result_shown
-                and self._running is None):
+                and not self.running):
             self.run_current()
         self.set_step(self.step + 1)
 

@@ -1,6 +1,6 @@
 """Export stored runs: choose a format and its options and a file, then export in the background.
 
-The export itself is `playground.export.export_stored`, run in a `BackgroundTask` on its own
+The export itself is `playground.export.export_stored`, run as a background `Task` on its own
 connection to the history file, so the dialog and the window stay responsive and the window's
 own queries never wait behind a long load. Loading the runs (most of the time for long runs) is
 reported and can be cancelled run by run, like the writing that follows.
@@ -37,7 +37,8 @@ from playground import export
 from playground.export import FORMATS, PAIR_MODES, ExportCancelled
 from playground.records import Run
 from playground.store import Store
-from playground.ui.background import BackgroundTask
+from playground.ui.colors import ERROR_TEXT
+from playground.ui.tasks import Task
 
 DESCRIPTIONS = {
     "jsonl": "Prompt, model, parameters and seed with every sample; loads with "
@@ -60,7 +61,7 @@ NOUNS = {"jsonl": "sample", "csv": "sample", "labelstudio-pairwise": "task",
          "labelstudio-ranking": "task", "argilla": "record"}
 RANKED = ("labelstudio-pairwise", "labelstudio-ranking", "argilla")
 CANCELLED_MESSAGE = "Export cancelled; no file was written."
-ERROR_STYLE = "color: #8a1c12;"
+ERROR_STYLE = f"color: {ERROR_TEXT.name()};"
 MUTED_STYLE = "color: #666; font-weight: normal;"
 
 assert set(DESCRIPTIONS) == set(FORMATS) and set(PAIR_MODE_TITLES) == set(PAIR_MODES)
@@ -77,11 +78,12 @@ class ExportDialog(QDialog):
         self.setMinimumWidth(600)
         self.store = store
         self.run_ids = list(run_ids)
-        self.task: BackgroundTask | None = None
+        self.task: Task | None = None
         self._close_when_done = False
         self._path_chosen = False
         self._noun = "record"  # what the running export writes: samples, tasks, records
         self._target = Path()
+        self._sidecar: Path | None = None
 
         self.heading = QLabel(self._heading_text())
         self.heading.setStyleSheet("font-weight: 600; font-size: 11pt;")
@@ -242,7 +244,7 @@ class ExportDialog(QDialog):
             return
         self.start_export(self.format(), Path(text).expanduser(), **self.export_options())
 
-    def start_export(self, fmt: str, path: Path, **options: Any) -> BackgroundTask:
+    def start_export(self, fmt: str, path: Path, **options: Any) -> Task:
         """Export the dialog's runs to `path` in the background (what Export does)."""
         if self.task is not None:
             raise RuntimeError("an export is already running")
@@ -260,7 +262,8 @@ class ExportDialog(QDialog):
 
         self._noun = NOUNS.get(fmt, "record")
         self._target = Path(path)
-        task = BackgroundTask(work, "export")
+        self._sidecar = export.sidecar_path(path, fmt)
+        task = Task(work, "export")
         task.progressed.connect(self._progressed)
         task.finished.connect(self._exported)
         task.errored.connect(self._export_failed)
@@ -297,8 +300,9 @@ class ExportDialog(QDialog):
     def _exported(self, count: int) -> None:
         self._finish()
         folder = QUrl.fromLocalFile(str(self._target.parent)).toString()
+        beside = f" and {_escape(self._sidecar.name)} beside it" if self._sidecar else ""
         self.result.setText(
-            f"Wrote {count:,} {self._noun}{_s(count)} to {_escape(str(self._target))}. "
+            f"Wrote {count:,} {self._noun}{_s(count)} to {_escape(str(self._target))}{beside}. "
             f"<a href='{folder}'>Show folder</a>"
         )
         self.finished_export.emit(count)

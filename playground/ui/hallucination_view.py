@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from PySide6.QtCore import Qt
@@ -26,7 +26,6 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import (
     QCheckBox,
-    QDoubleSpinBox,
     QFrame,
     QGridLayout,
     QHBoxLayout,
@@ -43,10 +42,9 @@ from PySide6.QtWidgets import (
 )
 
 from playground.demos import FLAG_THRESHOLD, SentenceSupport
-from playground.engine import Engine
+from playground.engine_api import Engine
 from playground.errors import InvalidRequestError
 from playground.records import Run, Sample, TokenRecord
-from playground.sampling import SamplingParams
 from playground.scenarios import (
     Cancel,
     ConsistencyResult,
@@ -62,14 +60,15 @@ from playground.scenarios import (
     snowball_params,
 )
 from playground.scoring import mean_logprob
+from playground.ui.colors import FLAGGED
 from playground.ui.demo_view import DemoView, LinesTall, caption, note, section
+from playground.ui.engine_thread import Job
 from playground.ui.probability_legend import ProbabilityLegend
 from playground.ui.sample_panel import fitted_tokens
+from playground.ui.scenario_inputs import ScenarioInputs
 from playground.ui.token_popup import format_probability, visible_text
 from playground.ui.token_view import TokenView
-from playground.ui.worker import Job
 
-FLAG_COLOR = QColor("#f7b6ae")
 """Background of a flagged sentence: the other answers do not back it up."""
 TEXT_COLOR = QColor("#1f2328")
 HEADER_COLOR = QColor("#6b7280")
@@ -218,7 +217,7 @@ class SupportText(QTextEdit):
             fmt = QTextCharFormat(plain)
             fmt.setProperty(SENTENCE, support.index)
             if support.flagged:
-                fmt.setBackground(FLAG_COLOR)
+                fmt.setBackground(FLAGGED)
             fmt.setToolTip(_tooltip(support, judged[support.index] if judged else None))
             cursor.insertText(support.text, fmt)
             used = start + len(support.text)
@@ -243,7 +242,7 @@ class SupportText(QTextEdit):
 
     def flagged_shown(self) -> list[list[int]]:
         """For each answer, the indices of the sentences shown on the flag colour."""
-        return [[i for i, fmt in sorted(formats.items()) if fmt.background().color() == FLAG_COLOR]
+        return [[i for i, fmt in sorted(formats.items()) if fmt.background().color() == FLAGGED]
                 for formats in self.sentence_formats()]
 
     def _fit(self) -> None:
@@ -267,19 +266,11 @@ def _tooltip(support: SentenceSupport, judge: float | None) -> str:
     return "\n".join(lines)
 
 
-def _spin(low: int, high: int, tip: str) -> QSpinBox:
-    box = QSpinBox()
-    box.setRange(low, high)
-    box.setToolTip(tip)
-    return box
-
-
 class HallucinationView(DemoView):
     demo = "hallucination"
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self._params = SamplingParams()
         self._chat = True
         self._snowball: dict[str, Any] = {}
         self._snowball_run: Run | None = None
@@ -290,12 +281,10 @@ class HallucinationView(DemoView):
         # -- inputs
         self.question = QPlainTextEdit()
         LinesTall(self.question, 2)
-        self.n_box = _spin(2, 20, "How many answers to compare")
-        self.temperature_box = QDoubleSpinBox()
-        self.temperature_box.setRange(0.0, 2.0)
-        self.temperature_box.setSingleStep(0.1)
-        self.temperature_box.setToolTip("Higher: more varied answers")
-        self.max_tokens_box = _spin(1, 2048, "The longest an answer may be, in tokens")
+        self.inputs = ScenarioInputs("Answers")
+        self.inputs.n.setToolTip("How many answers to compare")
+        self.inputs.temperature.setToolTip("Higher: more varied answers")
+        self.inputs.max_tokens.setToolTip("The longest an answer may be, in tokens")
         self.judge_box = QCheckBox("Judge with the model")
         self.judge_box.setChecked(True)
         self.judge_box.setToolTip("Also ask the model, for every sentence, whether each other "
@@ -308,15 +297,16 @@ class HallucinationView(DemoView):
         self.replaced_text = QLineEdit()
         self.replaced_text.setToolTip("The force starts at the token where the answer first "
                                       "says this")
-        self.position_box = _spin(1, 500, "Which token of the answer to replace when it does "
-                                          "not say the text on the left (1: the first)")
+        self.position_box = QSpinBox()
+        self.position_box.setRange(1, 500)
+        self.position_box.setToolTip("Which token of the answer to replace when it does not "
+                                     "say the text on the left (1: the first)")
         inputs = QGridLayout()
         inputs.setContentsMargins(0, 0, 0, 0)
         inputs.addWidget(QLabel("Question"), 0, 0)
         inputs.addWidget(self.question, 0, 1)
-        inputs.addLayout(_row(QLabel("Answers"), self.n_box, QLabel("Temperature"),
-                              self.temperature_box, QLabel("Max tokens"), self.max_tokens_box,
-                              self.judge_box), 1, 1)
+        self.inputs.add(self.judge_box)
+        inputs.addWidget(self.inputs, 1, 1)
         inputs.addWidget(QLabel("Snowball"), 2, 0)
         inputs.addWidget(self.snowball_prompt, 2, 1)
         inputs.addLayout(_row(QLabel("Force"), self.forced_text,
@@ -328,7 +318,7 @@ class HallucinationView(DemoView):
 
         # -- 1: the answers
         self.answers_caption = caption("")
-        legend = note(f'<span style="background:{FLAG_COLOR.name()};">&nbsp;red&nbsp;</span> '
+        legend = note(f'<span style="background:{FLAGGED.name()};">&nbsp;red&nbsp;</span> '
                       "a sentence the other answers do not back up (they repeat under "
                       f"{FLAG_THRESHOLD:.0%} of its words): likely made up. Hover a sentence "
                       "for its figures.")
@@ -385,13 +375,10 @@ class HallucinationView(DemoView):
     # -- DemoView --------------------------------------------------------------------------
 
     def set_scenario(self, scenario: Scenario, profile: str) -> None:
-        self._params, n = scenario.params(profile)
         self._chat = scenario.chat
         self._snowball = dict(scenario.extra.get("snowball", {}))
         self.question.setPlainText(scenario.prompt)
-        self.n_box.setValue(n)
-        self.temperature_box.setValue(self._params.temperature)
-        self.max_tokens_box.setValue(self._params.max_tokens)
+        self.inputs.set_params(*scenario.params(profile))
         self.snowball_prompt.setPlainText(self._snowball.get("prompt", ""))
         self.forced_text.setText(self._snowball.get("text", ""))
         self.replaced_text.setText(self._snowball.get("at", ""))
@@ -409,10 +396,9 @@ class HallucinationView(DemoView):
             raise InvalidRequestError("Write a question for the answers to compare.")
         if not prompt.strip():
             raise InvalidRequestError("Write a snowball prompt for the model to continue.")
-        params = replace(self._params, temperature=self.temperature_box.value(),
-                         max_tokens=self.max_tokens_box.value()).validate()
+        params, n = self.inputs.params()
         branch_params = snowball_params(self._snowball, params)
-        n, judge, chat = self.n_box.value(), self.judge_box.isChecked(), self._chat
+        judge, chat = self.judge_box.isChecked(), self._chat
         prompt_chat = bool(self._snowball.get("chat", False))
         forced, replaced = self.forced_text.text(), self.replaced_text.text()
         position = self.position_box.value() - 1
@@ -453,7 +439,7 @@ class HallucinationView(DemoView):
         self.branch_view.clear_tokens()
         self.claim_view.clear_tokens()
         self.answers.set_result(None)
-        self.answers_caption.setText(f"{self.n_box.value()} answers to the same question: "
+        self.answers_caption.setText(f"{self.inputs.n.value()} answers to the same question: "
                                      "what the others do not repeat is suspect")
         for label in (self.answers_note, self.branch_note, self.claim_note):
             label.clear()
@@ -552,7 +538,7 @@ class HallucinationView(DemoView):
         if not text.strip() or not prompt.strip():
             self.claim_note.setText("Write a prompt (above) and a text to score.")
             return
-        chat, top = bool(self._snowball.get("chat", False)), self._params.top_logprobs
+        chat, top = bool(self._snowball.get("chat", False)), self.inputs.params()[0].top_logprobs
 
         def work(engine: Engine, _progress: Progress, _cancel: Cancel) -> ClaimResult:
             tokens = engine.prompt_tokens(prompt, chat=chat_for(engine, chat))

@@ -2,7 +2,7 @@
 
 The list reads `RunSummary`s (no tokens) a page at a time; more pages load as the list is
 scrolled to its end. Listing is quick, so it runs on the GUI thread; opening a run (up to
-32 x 2048 tokens to decode) and importing run in a `BackgroundTask` on a connection of their
+32 x 2048 tokens to decode) and importing run as background `Task`s on a connection of their
 own, so that the window's queries never wait behind them.
 """
 
@@ -49,8 +49,9 @@ from playground.errors import PlaygroundError
 from playground.export import import_jsonl
 from playground.records import Run
 from playground.store import RunSummary, Store
-from playground.ui.background import BackgroundTask
+from playground.ui.colors import INTERRUPTED, RUNNING, STARRED, UNSTARRED
 from playground.ui.export_dialog import ExportDialog
+from playground.ui.tasks import Task
 
 PAGE_SIZE = 200
 SEARCH_DELAY_MS = 200
@@ -58,9 +59,8 @@ EMPTY_TEXT = "No runs yet. Generate something and it appears here."
 STAR, WHEN, STATUS, N, MODEL, PROMPT, TAGS = range(7)
 HEADERS = ("★", "When", "Status", "N", "Model", "Prompt", "Tags")
 WIDTHS = {STAR: 34, WHEN: 118, STATUS: 96, N: 44, MODEL: 190, TAGS: 190}
-GOLD, FAINT = QColor("#d99a00"), QColor("#c4c8ce")
 MUTED = QColor("#5f6670")
-STATUS_COLORS = {"interrupted": QColor("#b45309"), "running": QColor("#1f6feb")}
+STATUS_COLORS = {"interrupted": INTERRUPTED, "running": RUNNING}
 STATUS_TIPS = {
     "finished": "Every sample ended.",
     "interrupted": "The app stopped before the run ended; the samples that reached the disk "
@@ -78,8 +78,8 @@ class HistoryPanel(QWidget):
     def __init__(self, store: Store, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.store = store
-        self.open_task: BackgroundTask | None = None
-        self.import_task: BackgroundTask | None = None
+        self.open_task: Task | None = None
+        self.import_task: Task | None = None
         self.export_dialog: ExportDialog | None = None
         self._more = False  # the last query filled its page: there may be more rows
         self._opening: int | None = None  # the run being opened
@@ -382,7 +382,7 @@ class HistoryPanel(QWidget):
                 return reader.load(run_id)
 
         self._opening = run_id
-        self.open_task = BackgroundTask(load, "open run")
+        self.open_task = Task(load, "open run")
         self.open_task.finished.connect(self._opened)
         self.open_task.errored.connect(self._open_failed)
         self._set_busy(f"Opening run #{run_id}…")
@@ -496,7 +496,7 @@ class HistoryPanel(QWidget):
         if path:
             self.import_file(Path(path))
 
-    def import_file(self, path: Path) -> BackgroundTask | None:
+    def import_file(self, path: Path) -> Task | None:
         """Add the runs of a JSON Lines export in the background; then list and select them."""
         if self.import_task is not None:
             return None
@@ -507,7 +507,7 @@ class HistoryPanel(QWidget):
                 return import_jsonl(path, writer)
 
         self._importing = path
-        self.import_task = BackgroundTask(work, "import")
+        self.import_task = Task(work, "import")
         self.import_task.finished.connect(self._imported)
         self.import_task.errored.connect(self._import_failed)
         self._set_busy(f"Importing {path.name}…")
@@ -631,7 +631,7 @@ class _RunTableModel(QAbstractTableModel):
             return self._tip(s, column)
         if role == Qt.ItemDataRole.ForegroundRole:
             if column == STAR:
-                return GOLD if s.starred else FAINT
+                return STARRED if s.starred else UNSTARRED
             if column == STATUS:
                 return STATUS_COLORS.get(s.status)
             if column in (WHEN, TAGS):

@@ -8,26 +8,21 @@ answer is the same: the randomness is all in the draws, and the seed fixes every
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 
 from PySide6.QtCore import QRectF, QSize, Qt
 from PySide6.QtGui import QFontMetricsF, QPainter, QPaintEvent
 from PySide6.QtWidgets import (
-    QDoubleSpinBox,
     QGridLayout,
-    QHBoxLayout,
     QLabel,
     QPlainTextEdit,
     QSizePolicy,
-    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
-from playground.engine import Engine
+from playground.engine_api import Engine
 from playground.errors import InvalidRequestError
 from playground.records import Run, Sample
-from playground.sampling import SamplingParams
 from playground.scenarios import (
     Cancel,
     InconsistencyResult,
@@ -38,12 +33,9 @@ from playground.scenarios import (
 )
 from playground.ui.demo_view import DemoView, LinesTall, caption, note
 from playground.ui.divergence_tree import DivergenceTree, dot_size, draw_run_dot
-from playground.ui.worker import Job
+from playground.ui.engine_thread import Job
+from playground.ui.scenario_inputs import ScenarioInputs
 
-MAX_RUNS = 16
-"""As many runs as there are sample colours: each run keeps its own colour throughout."""
-RANDOM_SEED = -1
-"""The seed box's value meaning "draw a new seed for every run of the demonstration"."""
 NOT_RUN = "Not run yet."
 _SUMMARY_STYLE = "font-weight: 600;"
 _SEED_STYLE = "color: #6b6b6b;"
@@ -118,38 +110,21 @@ class InconsistencyView(DemoView):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.scenario: Scenario | None = None
-        self.params = SamplingParams()
         self.result: InconsistencyResult | None = None
 
         # 0. inputs
         self.prompt_edit = QPlainTextEdit()
         LinesTall(self.prompt_edit, 2)
-        self.runs_box = QSpinBox()
-        self.runs_box.setRange(2, MAX_RUNS)
-        self.runs_box.setToolTip("How many times the question is asked, in each half")
-        self.temperature_box = QDoubleSpinBox()
-        self.temperature_box.setRange(0.0, 2.0)
-        self.temperature_box.setSingleStep(0.1)
-        self.temperature_box.setToolTip("Higher is more random; 0 always takes the most likely "
-                                        "token, and every answer is the same even unlocked")
-        self.max_tokens_box = QSpinBox()
-        self.max_tokens_box.setRange(1, 1024)
-        self.max_tokens_box.setToolTip("Each answer stops after this many tokens")
-        self.seed_box = QSpinBox()
-        self.seed_box.setRange(RANDOM_SEED, 2**31 - 1)
-        self.seed_box.setSpecialValueText("random")
-        self.seed_box.setToolTip("Unlocked, run i uses this seed + i; locked, every run uses "
-                                 "it. \"random\" draws a new one each time.")
+        self.inputs = ScenarioInputs("Runs", seed=True)
+        self.inputs.n.setToolTip("How many times the question is asked, in each half")
+        self.inputs.temperature.setToolTip("Higher is more random; 0 always takes the most "
+                                           "likely token, and every answer is the same even "
+                                           "unlocked")
+        self.inputs.seed.setToolTip("Unlocked, run i uses this seed + i; locked, every run "
+                                    "uses it. \"random\" draws a new one each time.")
         self.seed_note = note()
-        inputs_row = QHBoxLayout()
-        for label, box in (("Runs", self.runs_box), ("Temperature", self.temperature_box),
-                           ("Max tokens", self.max_tokens_box), ("Seed", self.seed_box)):
-            inputs_row.addWidget(QLabel(label))
-            inputs_row.addWidget(box)
-            inputs_row.addSpacing(12)
-        inputs_row.addStretch(1)
         self.inputs_caption = caption("")
-        inputs = _section(self.inputs_caption, self.prompt_edit, inputs_row, self.seed_note)
+        inputs = _section(self.inputs_caption, self.prompt_edit, self.inputs, self.seed_note)
 
         # 1. seed unlocked
         self.free_caption = caption("")
@@ -183,26 +158,18 @@ class InconsistencyView(DemoView):
 
     def set_scenario(self, scenario: Scenario, profile: str) -> None:
         self.scenario = scenario
-        self.params, n = scenario.params(profile)
         for label, step in zip((self.inputs_caption, self.free_caption, self.tree_caption,
                                 self.locked_caption), scenario.steps, strict=False):
             label.setText(step)
         self.prompt_edit.setPlainText(scenario.prompt)
-        self.runs_box.setValue(n)
-        self.temperature_box.setValue(self.params.temperature)
-        self.max_tokens_box.setValue(self.params.max_tokens)
-        self.seed_box.setValue(RANDOM_SEED if self.params.seed is None else self.params.seed)
+        self.inputs.set_params(*scenario.params(profile))
         self.show_result(None)
 
     def job(self) -> Job:
         prompt = self.prompt_edit.toPlainText().strip()
         if not prompt:
             raise InvalidRequestError("write a question first")
-        seed = self.seed_box.value()
-        params = replace(self.params, temperature=self.temperature_box.value(),
-                         max_tokens=self.max_tokens_box.value(),
-                         seed=None if seed == RANDOM_SEED else seed).validate()
-        n = self.runs_box.value()
+        params, n = self.inputs.params()
         chat = self.scenario.chat if self.scenario else True
 
         def work(engine: Engine, progress: Progress, cancel: Cancel) -> InconsistencyResult:
@@ -253,13 +220,10 @@ def _summary() -> QLabel:
     return label
 
 
-def _section(*parts: QWidget | QHBoxLayout) -> QWidget:
+def _section(*parts: QWidget) -> QWidget:
     section = QWidget()
     layout = QVBoxLayout(section)
     layout.setContentsMargins(0, 6, 0, 10)
     for part in parts:
-        if isinstance(part, QWidget):
-            layout.addWidget(part)
-        else:
-            layout.addLayout(part)
+        layout.addWidget(part)
     return section

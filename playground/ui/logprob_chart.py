@@ -16,7 +16,7 @@ from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidg
 
 from playground.analysis import Divergence, first_divergence
 from playground.records import Sample, TokenRecord
-from playground.ui.colors import probability_color, sample_color
+from playground.ui.colors import ENTROPY, probability_color, sample_color
 
 pg.setConfigOptions(antialias=True, background="w", foreground="k")
 
@@ -31,7 +31,6 @@ AXIS_WIDTH = 44
 
 _BAR_LEVELS = 101
 """Bar colours are looked up in a table of this many probabilities, not made per token."""
-_ENTROPY_COLOR = QColor("#6a51a3")
 _MARKER_PEN = pg.mkPen(QColor(40, 40, 40, 170), width=1)
 _FORK_PEN = pg.mkPen(QColor("#555555"), width=1.2, style=Qt.PenStyle.DashLine)
 _LABEL_FILL = pg.mkBrush(255, 255, 255, 235)
@@ -94,7 +93,7 @@ class LogprobChart(QWidget):
         self._mode.currentTextChanged.connect(self._redraw_values)
         header = _header("per token", self._mode)
         entropy_key = QLabel("below: entropy (nats)")
-        entropy_key.setStyleSheet(f"color: {_ENTROPY_COLOR.name()};")
+        entropy_key.setStyleSheet(f"color: {ENTROPY.name()};")
         header.addWidget(entropy_key)
 
         self._graphics = pg.GraphicsLayoutWidget()
@@ -118,10 +117,10 @@ class LogprobChart(QWidget):
         self.bars = pg.BarGraphItem(x=[], height=[], width=0.8, pen=None, brush="#cccccc")
         self._values_plot.addItem(self.bars)
         self.entropy_curve = pg.PlotDataItem(
-            pen=pg.mkPen(_ENTROPY_COLOR, width=1.5),
+            pen=pg.mkPen(ENTROPY, width=1.5),
             fillLevel=0,
-            fillBrush=QColor(_ENTROPY_COLOR.red(), _ENTROPY_COLOR.green(),
-                             _ENTROPY_COLOR.blue(), 50),
+            fillBrush=QColor(ENTROPY.red(), ENTROPY.green(),
+                             ENTROPY.blue(), 50),
         )
         self._entropy_plot.addItem(self.entropy_curve)
         self._entropy_plot.setYRange(0, 1, padding=0)

@@ -1,16 +1,17 @@
-"""The main window: composes the panels and wires them to the engine worker.
+"""The main window: composes the panels and wires them to tasks on the engine's thread.
 
-All state about the run on screen is the `Run` that the GUI thread fills from the worker's
-events; the views read it. Redraws are throttled to about 10 per second while streaming.
+All state about the run on screen is the `Run` that the GUI thread fills from the generation
+task's events; the views read it. Redraws are throttled to about 10 per second while streaming.
+Each task (a load, a generation, a scoring) has its own signals: its Stop cancels it and no
+other, and its failure resets only the panel that started it.
 """
 
 from __future__ import annotations
 
-import threading
 from dataclasses import replace
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QTimer, Signal, SignalInstance
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent, QShowEvent
 from PySide6.QtWidgets import (
     QHBoxLayout,
@@ -30,9 +31,16 @@ from playground.catalog import discover
 from playground.errors import PlaygroundError
 from playground.records import Run, RunStats
 from playground.store import RunRequest, open_store
-from playground.ui import background
+from playground.ui import tasks
 from playground.ui.best_of_n_view import BestOfNView
 from playground.ui.demos_tab import DemosTab
+from playground.ui.engine_thread import (
+    EngineThread,
+    LoadedModel,
+    RewardOpened,
+    Scored,
+    StartedRun,
+)
 from playground.ui.history_panel import HistoryPanel
 from playground.ui.model_panel import EMBEDDED, ModelPanel
 from playground.ui.prompt_panel import PromptPanel
@@ -41,26 +49,13 @@ from playground.ui.reward_panel import RewardPanel
 from playground.ui.sampling_panel import SamplingPanel
 from playground.ui.settings import Settings
 from playground.ui.single_run_view import SingleRunView
-from playground.ui.worker import (
-    GenerateRequest,
-    LoadedModel,
-    LoadRequest,
-    ScoreRequest,
-    start_worker,
-)
+from playground.ui.tasks import Task
 from playground.units import human_size
 
 REDRAW_INTERVAL_MS = 100
 
 
 class MainWindow(QMainWindow):
-    # Requests to the worker thread (queued connections).
-    load_requested = Signal(object)
-    generate_requested = Signal(object)
-    shutdown_requested = Signal()
-    score_requested = Signal(object)
-    job_requested = Signal(object)
-
     def __init__(self, settings: Settings | None = None) -> None:
         super().__init__()
         self.setWindowTitle("Sampling Playground")
@@ -73,8 +68,10 @@ class MainWindow(QMainWindow):
         self._normal_state = self.windowState()
         self._fitted = False
         """Whether the first show has fitted the window to its screen."""
-        self._stops: dict[type, threading.Event] = {}
-        """The stop event of the latest request of each kind sent to the worker."""
+        self.load_task: Task | None = None
+        self.generate_task: Task | None = None
+        self.score_task: Task | None = None
+        """The latest task of each kind that the window started (ended or not)."""
 
         self.model_panel = ModelPanel()
         self.sampling_panel = SamplingPanel()
@@ -86,50 +83,33 @@ class MainWindow(QMainWindow):
         self.views.addWidget(self.best_of_n_view)
         self.banner = _Banner()
         self.store, store_notice = open_store()
+        self.engine = EngineThread(self.store)
         self.run_id: int | None = None
         """The shown run's id in the history (None when it is not saved)."""
         self.history_panel = HistoryPanel(self.store)
         self.reward_panel = RewardPanel()
         self.ranking_strip = RankingStrip()
-        self.demos_tab = DemosTab()
+        self.demos_tab = DemosTab(self.engine)
         self._reward_bytes = 0
+        self._closed = False
         self._build_layout()
         self._build_status_bar()
 
-        self.worker, self.thread = start_worker(self, self.store)
-        self.load_requested.connect(self.worker.load)
-        self.generate_requested.connect(self.worker.generate)
-        self.shutdown_requested.connect(self.worker.shut_down)
-        self.worker.load_progressed.connect(self.model_panel.set_progress)
-        self.worker.loaded.connect(self._loaded)
-        self.worker.run_started.connect(self._run_started)
-        self.worker.yielded.connect(self._yielded)
-        self.worker.run_finished.connect(self._run_finished)
-        self.worker.errored.connect(self._errored)
-
         self.model_panel.load_requested.connect(self.load_model)
-        self.model_panel.cancel_requested.connect(self.stop)
+        self.model_panel.cancel_requested.connect(lambda: _cancel(self.load_task))
         self.prompt_panel.generate_requested.connect(self.generate)
-        self.prompt_panel.stop_requested.connect(self.stop)
+        self.prompt_panel.stop_requested.connect(lambda: _cancel(self.generate_task))
         self.best_of_n_view.ranking_changed.connect(lambda _method: self.save_rankings())
         self.history_panel.errored.connect(self.banner.show_message)
         self.history_panel.reported.connect(lambda m: self.statusBar().showMessage(m, 5000))
         self.history_panel.run_opened.connect(self.show_stored_run)
         self.history_panel.rerun_requested.connect(self.prepare_rerun)
-        self.score_requested.connect(self.worker.score)
         self.reward_panel.score_requested.connect(self.score_samples)
-        self.reward_panel.cancel_requested.connect(self.stop)
-        self.worker.reward_loaded.connect(self._reward_loaded)
-        self.worker.reward_progressed.connect(self.reward_panel.set_progress)
-        self.worker.scored.connect(self._scored)
-        self.job_requested.connect(self.worker.run_job)
-        self.demos_tab.job_requested.connect(self.job_requested)
+        self.reward_panel.cancel_requested.connect(lambda: _cancel(self.score_task))
         self.demos_tab.presenting_changed.connect(self._presenting)
         self.single_view.text.alternative_clicked.connect(
             lambda position, token: self.branch(0, position, token))
         self.best_of_n_view.alternative_clicked.connect(self.branch)
-        self.worker.job_progressed.connect(self.demos_tab.job_progressed)
-        self.worker.job_ended.connect(self.demos_tab.job_ended)
 
         self.redraw_timer = QTimer(self)
         self.redraw_timer.setInterval(REDRAW_INTERVAL_MS)
@@ -195,7 +175,17 @@ class MainWindow(QMainWindow):
         self.model_panel.set_loading(True)
         self.prompt_panel.generate_button.setEnabled(False)
         self.statusBar().showMessage(f"Loading {path.name if path else 'the embedded model'}…")
-        self._request(self.load_requested, LoadRequest(path, gpu_layers))
+        task = self.engine.load(path, gpu_layers)
+        task.progressed.connect(self.model_panel.set_progress)
+        task.finished.connect(self._loaded)
+        task.errored.connect(self._load_failed)
+        task.cancelled.connect(lambda: self._load_failed("Cancelled."))
+        self.load_task = task.start()
+
+    def _load_failed(self, message: str) -> None:
+        self.model_panel.set_loading(False)
+        self.prompt_panel.set_running(False)
+        self._show_error(message)
 
     def _loaded(self, model: LoadedModel) -> None:
         self.model = model
@@ -217,30 +207,26 @@ class MainWindow(QMainWindow):
 
     def generate(self) -> None:
         if self.model is None:
-            self._errored("Load a model first.")
+            self._show_error("Load a model first.")
             return
         self.banner.hide()
         self.prompt_panel.set_running(True)
         self.statusBar().showMessage("Generating…")
-        self._request(self.generate_requested, GenerateRequest(
-            prompt=self.prompt_panel.prompt(),
-            params=self.sampling_panel.params(),
-            n=self.sampling_panel.n.value(),
-            chat=self.prompt_panel.chat(),
-            system=self.prompt_panel.system_prompt(),
-        ))
+        task = self.engine.generate(
+            self.prompt_panel.prompt(), self.sampling_panel.params(),
+            self.sampling_panel.n.value(), chat=self.prompt_panel.chat(),
+            system=self.prompt_panel.system_prompt())
+        task.yielded.connect(self._yielded)
+        task.finished.connect(self._run_finished)
+        task.errored.connect(self._generate_failed)
+        task.cancelled.connect(lambda: self._generate_failed("Cancelled."))
+        self.generate_task = task.start()
 
-    def _request(self, signal: SignalInstance, request: LoadRequest | GenerateRequest
-                 | ScoreRequest) -> None:
-        """Send a request to the worker, keeping its stop event for `stop`."""
-        self._stops[type(request)] = request.stop
-        signal.emit(request)
-
-    def stop(self) -> None:
-        """Stop the load, run or scoring this window asked for, before its next step (or
-        before it starts, if it is still queued). The Demos tab stops its own jobs."""
-        for stop in self._stops.values():
-            stop.set()
+    def _generate_failed(self, message: str) -> None:
+        self.redraw_timer.stop()
+        self._redraw()
+        self.prompt_panel.set_running(False)
+        self._show_error(message)
 
     def _show_run(self, run: Run, run_id: int | None) -> None:
         """Point the views at `run`: the single view for one sample, the panels for N."""
@@ -253,17 +239,21 @@ class MainWindow(QMainWindow):
         else:
             self.best_of_n_view.set_run(run)
 
-    def _run_started(self, run: Run, run_id: int | None) -> None:
-        self._show_run(run, run_id)
+    def _run_started(self, started: StartedRun) -> None:
+        run = started.run
+        self._show_run(run, started.run_id)
         self.sampling_panel.show_seed(run.params.seed)
         self.prompt_label.setText(f"prompt {len(run.prompt_token_ids):,} tokens")
         self.redraw_timer.start()
+        if started.notice:
+            self._show_error(started.notice)
 
-    def _yielded(self, events: list) -> None:
-        if self.run is None:
-            return
-        for event in events:
-            self.run.add(event)
+    def _yielded(self, items: list) -> None:
+        for item in items:
+            if isinstance(item, StartedRun):
+                self._run_started(item)
+            elif self.run is not None:
+                self.run.add(item)
         self._dirty = True
 
     def _run_finished(self, stats: RunStats) -> None:
@@ -306,23 +296,35 @@ class MainWindow(QMainWindow):
     # -- reward ----------------------------------------------------------------------------
 
     def score_samples(self, reward_model: str, rubric: str) -> None:
-        """Score the samples on screen with a reward model, on the worker thread."""
+        """Score the samples on screen with a reward model, on the engine's thread."""
         run = self.run
         if run is None or not run.finished:
-            self._errored("Generate samples first, then score them.")
+            self._show_error("Generate samples first, then score them.")
             return
         self.banner.hide()
         self.reward_panel.set_scoring(True)
         self.prompt_panel.generate_button.setEnabled(False)
-        self._request(self.score_requested, ScoreRequest(
-            reward_model, rubric or None, run.prompt, tuple(s.text for s in run.samples)))
+        task = self.engine.score(reward_model, rubric or None, run.prompt,
+                                 tuple(s.text for s in run.samples))
+        task.yielded.connect(self._reward_opened)
+        task.progressed.connect(self.reward_panel.set_progress)
+        task.finished.connect(self._scored)
+        task.errored.connect(self._score_failed)
+        task.cancelled.connect(lambda: self._score_failed("Cancelled."))
+        self.score_task = task.start()
 
-    def _reward_loaded(self, description: str, memory_bytes: int) -> None:
-        self._reward_bytes = memory_bytes
-        self.reward_panel.set_info(description)
+    def _reward_opened(self, opened: list[RewardOpened]) -> None:
+        self._reward_bytes = opened[-1].memory_bytes
+        self.reward_panel.set_info(opened[-1].description)
         self._show_memory()
 
-    def _scored(self, scores: list[float]) -> None:
+    def _score_failed(self, message: str) -> None:
+        self.reward_panel.set_scoring(False)
+        self.prompt_panel.set_running(False)
+        self._show_error(message)
+
+    def _scored(self, scored: Scored) -> None:
+        scores = scored.scores
         self.reward_panel.set_scoring(False)
         self.prompt_panel.set_running(False)
         run = self.run
@@ -330,6 +332,7 @@ class MainWindow(QMainWindow):
             return
         for sample, score in zip(run.samples, scores, strict=True):
             sample.scores["reward"] = score
+        run.reward_models["reward"] = scored.identity
         if len(run.samples) == 1:
             self.statusBar().showMessage(f"Reward: {scores[0]:.3f}", 10000)
         else:
@@ -402,14 +405,7 @@ class MainWindow(QMainWindow):
 
     # -- errors ----------------------------------------------------------------------------
 
-    def _errored(self, message: str) -> None:
-        self.redraw_timer.stop()
-        self._redraw()
-        self.model_panel.set_loading(False)
-        self.reward_panel.set_scoring(False)
-        self.prompt_panel.set_running(False)
-        if self.model is None:
-            self.prompt_panel.generate_button.setEnabled(True)
+    def _show_error(self, message: str) -> None:
         self.banner.show_message(message)
         self.statusBar().showMessage(message, 10000)
 
@@ -488,15 +484,18 @@ class MainWindow(QMainWindow):
         super().closeEvent(event)
 
     def shut_down(self) -> None:
-        """Stop the worker: cancel what it does, let it free llama.cpp, and wait for it."""
-        if not self.thread.isRunning():
+        """Cancel every task and wait for them; llama.cpp is freed on its own thread."""
+        if self._closed:
             return
-        background.stop_all()
-        self.stop()
-        self.demos_tab.stop()
-        self.shutdown_requested.emit()  # runs on the worker thread, then ends it
-        self.thread.wait()
+        self._closed = True
+        tasks.shut_down_background()
+        self.engine.shut_down()
         self.store.close()
+
+
+def _cancel(task: Task | None) -> None:
+    if task is not None:
+        task.cancel()
 
 
 class _Banner(QWidget):

@@ -20,10 +20,12 @@ from PySide6.QtWidgets import (
 )
 
 from playground.catalog import FoundModel
-from playground.ui.worker import LoadedModel
+from playground.ui.engine_thread import LoadedModel
 from playground.units import human_count, human_size
 
 EMBEDDED = ""  # the chooser's data for the embedded default model
+CHOOSER_TIP = ("The embedded SmolLM2, recent models and the GGUF files found in the models "
+               "folders. Drop a .gguf on the window to add one.")
 
 
 class ModelPanel(QGroupBox):
@@ -33,8 +35,7 @@ class ModelPanel(QGroupBox):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__("Model", parent)
         self.chooser = QComboBox()
-        self.chooser.setToolTip("The embedded SmolLM2, recent models and the GGUF files found "
-                                "in the models folders. Drop a .gguf on the window to add one.")
+        self.chooser.setToolTip(CHOOSER_TIP)
         self.chooser.setMinimumContentsLength(18)
         self.chooser.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         open_button = QPushButton("Open GGUF…")
@@ -93,6 +94,9 @@ class ModelPanel(QGroupBox):
             if model.source != "embedded" and model.info and key not in seen:
                 self.chooser.addItem(f"{model.path.name} ({model.source})", key)
                 seen.add(key)
+        skipped = [f"{m.path.name}: {m.problem}" for m in found if m.info is None]
+        self.chooser.setToolTip(CHOOSER_TIP + ("\n\nSkipped:\n" + "\n".join(skipped)
+                                               if skipped else ""))
         self.select(current)
 
     def select(self, path: str) -> None:
@@ -128,8 +132,9 @@ class ModelPanel(QGroupBox):
         self.progress.setVisible(loading)
         self.progress.setValue(0)
 
-    def set_progress(self, fraction: float) -> None:
-        self.progress.setValue(int(fraction * 1000))
+    def set_progress(self, done: int, total: int) -> None:
+        self.progress.setRange(0, max(total, 1))
+        self.progress.setValue(done)
 
     def set_model(self, model: LoadedModel) -> None:
         info, backend = model.info, model.backend

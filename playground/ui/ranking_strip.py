@@ -8,7 +8,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from playground.scoring import Ranking, kendall_tau, top_agrees
-from playground.ui.colors import sample_color
+from playground.ui.colors import DIFFERS, SAME, WARNING_TEXT, sample_color
 
 _CHIP = ("<span style='background:{bg}; color:{fg}; border-radius:3px;'>&nbsp;"
          "<span style='color:{dot}'>●</span>#{index}&nbsp;</span>")
@@ -36,14 +36,15 @@ class RankingStrip(QWidget):
 
         def row(name: str, ranking: Ranking) -> str:
             chips = " ".join(
-                _CHIP.format(bg="#fde2b8" if diff else "#eef1f5", fg="#222",
+                _CHIP.format(bg=(DIFFERS if diff else SAME).name(), fg="#222",
                              dot=sample_color(index).name(), index=index)
                 for index, diff in zip(ranking.order, differs, strict=True))
             return f"<td style='color:#555; padding-right:8px'>{html.escape(name)}</td>" \
                    f"<td>{chips}</td>"
 
         tau = kendall_tau(first.order, second.order)
-        same = "yes" if top_agrees(first, second) else "<b style='color:#b35c00'>no</b>"
+        same = ("yes" if top_agrees(first, second)
+                else f"<b style='color:{WARNING_TEXT.name()}'>no</b>")
         self.label.setText(
             f"<table cellspacing='2'><tr>{row(first_name, first)}</tr>"
             f"<tr>{row(second_name, second)}</tr></table>"

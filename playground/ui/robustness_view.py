@@ -9,19 +9,15 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import replace
 from typing import Any
 
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
-    QDoubleSpinBox,
     QGridLayout,
     QLabel,
     QLineEdit,
     QPlainTextEdit,
-    QSpinBox,
     QTableWidgetItem,
     QVBoxLayout,
     QWidget,
@@ -30,14 +26,13 @@ from PySide6.QtWidgets import (
 from playground.demos import Variant
 from playground.errors import InvalidRequestError
 from playground.scenarios import RobustnessResult, Scenario, run_robustness
+from playground.ui.colors import BAD, BAD_ROW, GOOD
 from playground.ui.demo_view import DemoView, LinesTall, caption, fitted_table, note, one_line
-from playground.ui.worker import Job
+from playground.ui.engine_thread import Job
+from playground.ui.scenario_inputs import ScenarioInputs
 
 MAX_OPTIONS = 5
 """Answers are read as the letters A to E."""
-AGREE_COLOR = QColor("#009E73")
-DISAGREE_COLOR = QColor("#D55E00")
-DISAGREE_ROW = QColor("#fdecea")
 KIND_LABELS = {
     "original": "Original",
     "typos": "Typos",
@@ -90,7 +85,6 @@ class RobustnessView(DemoView):
         super().__init__(parent)
         self.result: RobustnessResult | None = None
         self._scenario: Scenario | None = None
-        self._profile = "small"
 
         self.question = QPlainTextEdit()
         LinesTall(self.question, 2)
@@ -102,12 +96,8 @@ class RobustnessView(DemoView):
         self.user_text = QLineEdit()
         self.user_text.setPlaceholderText("Your own wording of the question (optional)")
         self.user_text.setToolTip("Added as one more variant; the options are listed under it")
-        self.temperature = QDoubleSpinBox()
-        self.temperature.setRange(0.0, 2.0)
-        self.temperature.setSingleStep(0.1)
-        self.temperature.setToolTip("0 is greedy: the most likely token every time")
-        self.max_tokens = QSpinBox()
-        self.max_tokens.setRange(1, 2048)
+        self.inputs = ScenarioInputs()
+        self.inputs.temperature.setToolTip("0 is greedy: the most likely token every time")
         inputs = QWidget()
         grid = QGridLayout(inputs)
         grid.setContentsMargins(0, 0, 0, 0)
@@ -118,13 +108,7 @@ class RobustnessView(DemoView):
         grid.addWidget(self.options, 1, 3, 3, 1)
         grid.addWidget(QLabel("Your wording"), 2, 0)
         grid.addWidget(self.user_text, 2, 1)
-        numbers = QGridLayout()
-        numbers.addWidget(QLabel("Temperature"), 0, 0)
-        numbers.addWidget(self.temperature, 0, 1)
-        numbers.addWidget(QLabel("Max tokens"), 0, 2)
-        numbers.addWidget(self.max_tokens, 0, 3)
-        numbers.setColumnStretch(4, 1)
-        grid.addLayout(numbers, 3, 1)
+        grid.addWidget(self.inputs, 3, 1)
         grid.setColumnStretch(1, 3)
         grid.setColumnStretch(3, 2)
 
@@ -160,8 +144,8 @@ class RobustnessView(DemoView):
         summary_layout.addWidget(self.summary)
         summary_layout.addWidget(note(
             "How sure the model was of each answer: the mean log-probability of its tokens; "
-            f'closer to 0 is surer. <span style="color:{AGREE_COLOR.name()}">■</span> the '
-            f'most common answer, <span style="color:{DISAGREE_COLOR.name()}">■</span> '
+            f'closer to 0 is surer. <span style="color:{GOOD.name()}">■</span> the '
+            f'most common answer, <span style="color:{BAD.name()}">■</span> '
             "another answer or none. Being sure does not make an answer consistent."))
         summary_layout.addWidget(self.chart)
 
@@ -172,13 +156,11 @@ class RobustnessView(DemoView):
         layout.addStretch(1)
 
     def set_scenario(self, scenario: Scenario, profile: str) -> None:
-        self._scenario, self._profile = scenario, profile
-        params, _n = scenario.params(profile)
+        self._scenario = scenario
         self.question.setPlainText(scenario.prompt)
         self.options.setPlainText("\n".join(scenario.extra.get("options", [])))
         self.user_text.setText(scenario.extra.get("variant", ""))
-        self.temperature.setValue(params.temperature)
-        self.max_tokens.setValue(params.max_tokens)
+        self.inputs.set_params(*scenario.params(profile))
         self.show_result(None)
 
     def job(self) -> Job:
@@ -191,9 +173,7 @@ class RobustnessView(DemoView):
         if len(options) > MAX_OPTIONS:
             raise InvalidRequestError(f"At most {MAX_OPTIONS} options (A to E), one per line.")
         user_text = self.user_text.text().strip()
-        params, _n = self._scenario.params(self._profile)
-        params = replace(params, temperature=self.temperature.value(),
-                         max_tokens=self.max_tokens.value()).validate()
+        params, _n = self.inputs.params()
         chat = self._scenario.chat
         return Job("robustness", lambda engine, progress, cancel: run_robustness(
             engine, question, params, options=options or None, user_text=user_text, chat=chat,
@@ -230,10 +210,10 @@ class RobustnessView(DemoView):
                 items[3].setToolTip("No answer could be read from the output")
             mark = items[4]
             mark.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
-            mark.setForeground(AGREE_COLOR if agrees else DISAGREE_COLOR)
+            mark.setForeground(GOOD if agrees else BAD)
             for column, item in enumerate(items):
                 if not agrees:
-                    item.setBackground(DISAGREE_ROW)
+                    item.setBackground(BAD_ROW)
                 self.table.setItem(row, column, item)
 
         groups = agreement.groups
@@ -244,7 +224,7 @@ class RobustnessView(DemoView):
             self.summary.setText(
                 f"Same answer in {same} of {len(result.variants)} variants "
                 f"({agreement.share:.0%}): {answer_label(agreement.answer, original)}")
-        colors = [AGREE_COLOR if a else DISAGREE_COLOR for a in agreement.agrees]
+        colors = [GOOD if a else BAD for a in agreement.agrees]
         # An empty output has no mean (-inf): it gets no bar rather than an endless one.
         heights = [v if math.isfinite(v) else 0.0 for v in result.mean_logprobs()]
         self.bars.setOpts(x=list(range(len(heights))), height=heights, brushes=colors)

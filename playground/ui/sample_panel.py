@@ -11,14 +11,13 @@ from PySide6.QtGui import QEnterEvent
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from playground.records import Sample, TokenRecord
-from playground.ui.colors import sample_color
+from playground.ui.colors import WINNER, WINNER_BACKGROUND, sample_color
 from playground.ui.flow_layout import FlowLayout
 from playground.ui.logprob_chart import Sparkline
 from playground.ui.token_view import TokenView
 
 PANEL_WIDTH = 320
 TEXT_HEIGHT = 160
-WINNER_ACCENT = "#c98a00"
 
 _FRAME_STYLE = """
 #samplePanel {{ background: {background}; border: {width}px solid {border}; border-radius: 6px; }}
@@ -28,7 +27,7 @@ _BADGE_STYLE = (
 )
 _RANK_STYLE = "color: #444; font-weight: bold;"
 _BEST_STYLE = (
-    f"background: {WINNER_ACCENT}; color: white; border-radius: 4px; padding: 1px 6px;"
+    f"background: {WINNER.name()}; color: white; border-radius: 4px; padding: 1px 6px;"
     " font-weight: bold;"
 )
 _MUTED = "color: #6b6b6b;"
@@ -196,9 +195,9 @@ class SamplePanel(QFrame):
             self._winner = winner
             self.setStyleSheet(
                 _FRAME_STYLE.format(
-                    background="#fffaf0" if winner else "white",
+                    background=WINNER_BACKGROUND.name() if winner else "white",
                     width=2 if winner else 1,
-                    border=WINNER_ACCENT if winner else "#d3d7dd",
+                    border=WINNER.name() if winner else "#d3d7dd",
                 )
             )
 

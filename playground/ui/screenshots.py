@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from PySide6.QtCore import QEventLoop, QObject, QSize, Qt, QTimer, SignalInstance, Slot
+from PySide6.QtCore import QEventLoop, QSize, Qt, QTimer
 from PySide6.QtWidgets import QWidget
 
 from playground import paths
@@ -22,6 +22,7 @@ from playground.sampling import SamplingParams
 from playground.scenarios import DEMOS
 from playground.ui.app import application
 from playground.ui.main_window import MainWindow
+from playground.ui.tasks import Task
 
 TIMEOUT_MS = 600_000
 """Long enough for the slowest step (the hallucination demonstration, with its judge) on a busy
@@ -29,38 +30,22 @@ TIMEOUT_MS = 600_000
 MULTILINGUAL_PROMPT = "आज मौसम अच्छा है। 今天天气很好。 الطقس جميل اليوم. Say it in English."
 
 
-class _Waiter(QObject):
-    """Receives the worker's signals on the GUI thread, after the window's own slots."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.loop = QEventLoop()
-        self.outcome: list[str] = []
-
-    @Slot(object)
-    def succeeded(self, _result: object) -> None:
-        self.outcome.append("")
-        self.loop.quit()
-
-    @Slot(str)
-    def failed(self, message: str) -> None:
-        self.outcome.append(message)
-        self.loop.quit()
-
-
-def wait_for(done: SignalInstance, failed: SignalInstance, timeout_ms: int = TIMEOUT_MS) -> None:
-    """Run the event loop until `done` fires; raise on `failed` or after the timeout."""
-    waiter = _Waiter()
-    done.connect(waiter.succeeded)
-    failed.connect(waiter.failed)
-    QTimer.singleShot(timeout_ms, waiter.loop.quit)
-    waiter.loop.exec()
-    done.disconnect(waiter.succeeded)
-    failed.disconnect(waiter.failed)
-    if not waiter.outcome:
+def wait_for(task: Task | None, timeout_ms: int = TIMEOUT_MS) -> None:
+    """Run the event loop until the window's `task` has finished (and the window's own slots,
+    connected first, have run); raise if it failed, was cancelled or took too long."""
+    if task is None:
+        raise PlaygroundError("the app started no task")
+    loop, failure = QEventLoop(), []
+    task.finished.connect(lambda _result: loop.quit())
+    task.errored.connect(lambda message: (failure.append(message), loop.quit()))
+    task.cancelled.connect(lambda: (failure.append("cancelled"), loop.quit()))
+    QTimer.singleShot(timeout_ms, loop.quit)
+    if not task.ended:
+        loop.exec()
+    if not task.ended:
         raise PlaygroundError("timed out waiting for the app")
-    if waiter.outcome[0]:
-        raise PlaygroundError(waiter.outcome[0])
+    if failure:
+        raise PlaygroundError(failure[0])
 
 
 def run_and_wait(window: MainWindow, prompt: str, params: SamplingParams, n: int) -> None:
@@ -69,7 +54,7 @@ def run_and_wait(window: MainWindow, prompt: str, params: SamplingParams, n: int
     window.sampling_panel.seed_lock.setChecked(True)
     window.sampling_panel.n.setValue(n)
     window.generate()
-    wait_for(window.worker.run_finished, window.worker.errored)
+    wait_for(window.generate_task)
     window._redraw()
 
 
@@ -88,7 +73,7 @@ def save_screenshots(out_dir: Path, size: tuple[int, int]) -> list[Path]:
             window.resize(*size)
             window.show()
             window.start()
-            wait_for(window.worker.loaded, window.worker.errored)
+            wait_for(window.load_task)
 
             base = SamplingParams(temperature=0.8, seed=7, max_tokens=60)
             run_and_wait(window, "Why is the sky blue? Answer in two sentences.", base, 1)
@@ -107,7 +92,7 @@ def save_screenshots(out_dir: Path, size: tuple[int, int]) -> list[Path]:
             saved.append(_save(window, out_dir / "best_of_n.png"))
 
             window.reward_panel.score_button.click()  # the LLM judge: the loaded model
-            wait_for(window.worker.scored, window.worker.errored)
+            wait_for(window.score_task)
             app.processEvents()
             window.best_of_n_view.set_method("reward")
             app.processEvents()

@@ -8,19 +8,16 @@ and the mistake the model repeats most.
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from typing import Any
 
 from PySide6.QtCore import QRectF, QSize, Qt
-from PySide6.QtGui import QColor, QFont, QPainter, QPaintEvent
+from PySide6.QtGui import QFont, QPainter, QPaintEvent
 from PySide6.QtWidgets import (
-    QDoubleSpinBox,
     QGridLayout,
     QHBoxLayout,
     QLabel,
     QPlainTextEdit,
     QSizePolicy,
-    QSpinBox,
     QTableWidgetItem,
     QVBoxLayout,
     QWidget,
@@ -30,6 +27,7 @@ from playground.demos import ValidityCounts, json_schema_grammar, validate_json
 from playground.errors import InvalidRequestError
 from playground.records import Run
 from playground.scenarios import Scenario, StructuredResult, run_structured
+from playground.ui.colors import BAD, BAD_ROW, FAIR, GOOD, WARNING_BACKGROUND, WARNING_BORDER
 from playground.ui.demo_view import (
     DemoView,
     LinesTall,
@@ -39,14 +37,13 @@ from playground.ui.demo_view import (
     one_line,
     section,
 )
-from playground.ui.worker import Job
+from playground.ui.engine_thread import Job
+from playground.ui.scenario_inputs import ScenarioInputs
 
 VALID = "valid"
 REPAIRED = "repaired"
 INVALID = "invalid"
-STATE_COLORS = {VALID: QColor("#009E73"), REPAIRED: QColor("#E69F00"),
-                INVALID: QColor("#D55E00")}
-INVALID_ROW = QColor("#fdecea")
+STATE_COLORS = {VALID: GOOD, REPAIRED: FAIR, INVALID: BAD}
 SCHEMA_WIDTH = 60
 """Characters up to which a part of the schema is written on one line."""
 FULL_TEXT = Qt.ItemDataRole.UserRole
@@ -138,7 +135,7 @@ class OutputsPanel(QWidget):
             items = [_mark_item(not reason), _text_item(sample.text), QTableWidgetItem(reason)]
             for column, item in enumerate(items):
                 if reason:
-                    item.setBackground(INVALID_ROW)
+                    item.setBackground(BAD_ROW)
                 self.table.setItem(row, column, item)
         self.table.setColumnHidden(2, not any(counts.reasons))
 
@@ -150,7 +147,6 @@ class StructuredView(DemoView):
         super().__init__(parent)
         self.result: StructuredResult | None = None
         self._scenario: Scenario | None = None
-        self._profile = "small"
 
         self.prompt = QPlainTextEdit()
         LinesTall(self.prompt, 2)
@@ -159,31 +155,18 @@ class StructuredView(DemoView):
         LinesTall(self.schema, 10)
         self.schema.setToolTip("A JSON Schema: a grammar is built from it for the constrained "
                                "outputs, and every output is checked against it")
-        self.n = QSpinBox()
-        self.n.setRange(1, 32)
-        self.n.setToolTip("How many outputs of each kind")
-        self.temperature = QDoubleSpinBox()
-        self.temperature.setRange(0.0, 2.0)
-        self.temperature.setSingleStep(0.1)
-        self.max_tokens = QSpinBox()
-        self.max_tokens.setRange(1, 2048)
-        self.max_tokens.setToolTip("An output cut off here is usually broken JSON")
-        numbers = QGridLayout()
-        for row, (label, widget) in enumerate((("Outputs (N)", self.n),
-                                               ("Temperature", self.temperature),
-                                               ("Max tokens", self.max_tokens))):
-            numbers.addWidget(QLabel(label), row, 0)
-            numbers.addWidget(widget, row, 1)
-        numbers.setRowStretch(3, 1)
+        self.inputs = ScenarioInputs("Outputs (N)")
+        self.inputs.n.setToolTip("How many outputs of each kind")
+        self.inputs.max_tokens.setToolTip("An output cut off here is usually broken JSON")
         inputs = QWidget()
         grid = QGridLayout(inputs)
         grid.setContentsMargins(0, 0, 0, 0)
         grid.addWidget(caption("The schema the output must follow"), 0, 0, 1, 3)
         grid.addWidget(QLabel("Prompt"), 1, 0)
-        grid.addWidget(self.prompt, 1, 1, 1, 2)
+        grid.addWidget(self.prompt, 1, 1)
         grid.addWidget(QLabel("JSON Schema"), 2, 0, Qt.AlignmentFlag.AlignTop)
         grid.addWidget(self.schema, 2, 1)
-        grid.addLayout(numbers, 2, 2)
+        grid.addWidget(self.inputs, 3, 1)
         grid.setColumnStretch(1, 1)
 
         self.constrained = OutputsPanel("Constrained by a grammar built from the schema")
@@ -203,8 +186,9 @@ class StructuredView(DemoView):
         self.repair_bar = ValidityBar()
         self.repeated = QLabel()
         self.repeated.setWordWrap(True)
-        self.repeated.setStyleSheet("background: #fff4e0; border: 1px solid #f0c987; "
-                                    "border-radius: 6px; padding: 6px 10px;")
+        self.repeated.setStyleSheet(
+            f"background: {WARNING_BACKGROUND.name()}; border: 1px solid "
+            f"{WARNING_BORDER.name()}; border-radius: 6px; padding: 6px 10px;")
         self.repairs = fitted_table(
             ("Output as generated", "What repair did", "After repair", ""), stretch=(0, 2))
         legend = note(" ".join(
@@ -226,13 +210,10 @@ class StructuredView(DemoView):
         layout.addStretch(1)
 
     def set_scenario(self, scenario: Scenario, profile: str) -> None:
-        self._scenario, self._profile = scenario, profile
-        params, n = scenario.params(profile)
+        self._scenario = scenario
         self.prompt.setPlainText(scenario.prompt)
         self.schema.setPlainText(schema_text(scenario.extra.get("schema", {})))
-        self.n.setValue(n)
-        self.temperature.setValue(params.temperature)
-        self.max_tokens.setValue(params.max_tokens)
+        self.inputs.set_params(*scenario.params(profile))
         self.show_result(None)
 
     def job(self) -> Job:
@@ -242,10 +223,8 @@ class StructuredView(DemoView):
         if not prompt:
             raise InvalidRequestError("Type a prompt that asks for JSON.")
         schema = self._parsed_schema()
-        params, _n = self._scenario.params(self._profile)
-        params = replace(params, temperature=self.temperature.value(),
-                         max_tokens=self.max_tokens.value()).validate()
-        n, chat = self.n.value(), self._scenario.chat
+        params, n = self.inputs.params()
+        chat = self._scenario.chat
         return Job("structured", lambda engine, progress, cancel: run_structured(
             engine, prompt, schema, params, n, chat=chat, progress=progress, cancel=cancel))
 
@@ -311,5 +290,5 @@ class StructuredView(DemoView):
             items = [_text_item(sample.text), changes, after, _mark_item(ok)]
             for column, item in enumerate(items):
                 if not ok:
-                    item.setBackground(INVALID_ROW)
+                    item.setBackground(BAD_ROW)
                 self.repairs.setItem(row, column, item)

@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
 )
 
 from playground.records import Alternative, TokenRecord
-from playground.ui.colors import probability_color
+from playground.ui.colors import CHOSEN, probability_color
 
 WIDTH = 290
 """The card's width, unless its heading needs more in the font the stylesheet gives it."""
@@ -29,7 +29,6 @@ MIN_ROWS = 3
 """Alternatives kept, in a short window, before the card may cover the token to show more."""
 GAP = 4
 """Pixels between the anchor and the card."""
-ACCENT = QColor("#0072B2")
 BAR_COLOR = QColor("#9aa7b4")
 TRACK_COLOR = QColor("#eceff2")
 MUTED = "#6b7280"
@@ -141,12 +140,12 @@ class _AlternativeRow(QWidget):
         p = math.exp(alt.logprob)
         percent = format_probability(p)
         self.percent_label.setText(f"#{rank}  {percent}" if rank is not None else percent)
-        self.bar.set_value(p, ACCENT if chosen else BAR_COLOR)
+        self.bar.set_value(p, CHOSEN if chosen else BAR_COLOR)
         for label in (self.text_label, self.percent_label):
             font = label.font()
             font.setBold(chosen)
             label.setFont(font)
-            label.setStyleSheet(f"color: {ACCENT.name()};" if chosen else "")
+            label.setStyleSheet(f"color: {CHOSEN.name()};" if chosen else "")
         self.setProperty("chosen", chosen)
         self.style().unpolish(self)
         self.style().polish(self)

@@ -24,8 +24,8 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import QApplication, QFrame, QTextEdit, QWidget
 
 from playground.records import TokenRecord
-from playground.ui.colors import probability_color
-from playground.ui.token_popup import ACCENT, TokenPopup
+from playground.ui.colors import CHOSEN, probability_color
+from playground.ui.token_popup import TokenPopup
 
 TEXT_COLOR = QColor("#1f2328")
 """Token backgrounds are always light, so text stays dark even under a dark theme."""
@@ -195,7 +195,7 @@ class TokenView(QTextEdit):
         fmt = QTextCharFormat()
         fmt.setBackground(probability_color(self._tokens[self._highlighted].prob).darker(135))
         fmt.setUnderlineStyle(QTextCharFormat.UnderlineStyle.SingleUnderline)
-        fmt.setUnderlineColor(ACCENT)
+        fmt.setUnderlineColor(CHOSEN)
         selection.format = fmt
         self.setExtraSelections([selection])
         if ensure_visible:
@@ -318,7 +318,7 @@ class TokenView(QTextEdit):
         self._paint_newlines(painter)
         if 0 <= self._popup_index < len(self._tokens):
             # Outline the token the popup describes, so it is clear which one that is.
-            painter.setPen(QPen(ACCENT, 1.5))
+            painter.setPen(QPen(CHOSEN, 1.5))
             painter.setBrush(Qt.BrushStyle.NoBrush)
             for rect in self._range_rects(*self._display_range(self._popup_index)):
                 painter.drawRoundedRect(rect.adjusted(-0.5, -0.5, 0.5, 0.5), 2, 2)

@@ -17,13 +17,11 @@ from PySide6.QtWidgets import QComboBox, QGridLayout, QHBoxLayout, QLabel, QVBox
 
 from playground.demos import LanguageCount, load_parallel
 from playground.scenarios import Scenario, TokensResult, run_tokens
+from playground.ui.colors import PER_CHARACTER, PER_WORD, TOKEN_CHIPS
 from playground.ui.demo_view import DemoView, caption, note
+from playground.ui.engine_thread import Job
 from playground.ui.token_popup import is_partial
-from playground.ui.worker import Job
 
-CHIP_COLORS = ("#dbe8ff", "#ffe3c2")
-PER_WORD_COLOR = "#1f6feb"
-PER_CHAR_COLOR = "#e8833a"
 CHAPTER_MEDIANS = {"English": 7, "Hindi": 32}
 """The textbook's figures (MASSIVE dataset, the GPT-4 tokenizer): median tokens per sentence."""
 
@@ -51,7 +49,7 @@ def chips_html(count: LanguageCount) -> str:
         shown = html.escape(text).replace(" ", "&#183;")  # a visible space: ·
         if tokens > 1:
             shown += f"<sub><b>{tokens}</b></sub>"
-        spans.append(f'<span style="background:{CHIP_COLORS[i % 2]}">{shown}</span>')
+        spans.append(f'<span style="background:{TOKEN_CHIPS[i % 2].name()}">{shown}</span>')
     return "&#8203;".join(spans)  # zero-width spaces let long rows wrap between tokens
 
 
@@ -160,10 +158,10 @@ class TokensView(DemoView):
         width = 0.38
         self.chart.addItem(pg.BarGraphItem(
             x=[x - width / 2 for x in xs], height=[c.tokens_per_word for c in counts],
-            width=width, brush=PER_WORD_COLOR, name="per word"))
+            width=width, brush=PER_WORD, name="per word"))
         self.chart.addItem(pg.BarGraphItem(
             x=[x + width / 2 for x in xs], height=[c.tokens_per_char for c in counts],
-            width=width, brush=PER_CHAR_COLOR, name="per character"))
+            width=width, brush=PER_CHARACTER, name="per character"))
         self.chart.getAxis("bottom").setTicks([[(x, c.language) for x, c in zip(
             xs, counts, strict=True)]])
 
