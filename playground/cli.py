@@ -169,6 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("screenshot", help="save PNGs of the app after short real runs")
     p.add_argument("out_dir", type=Path, help="folder for the PNG files")
+    p.add_argument("--size", type=_screen_size, default=(1440, 900), metavar="WxH",
+                   help="the offscreen screen the window fills (default 1440x900)")
     p.set_defaults(handler=cmd_screenshot)
 
     p = sub.add_parser("models", help="list the models found on this machine")
@@ -181,11 +183,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command is None:
-        from playground.ui.app import main as gui
-
-        return gui()
     try:
+        if args.command is None:
+            from playground.ui.app import main as gui
+
+            return gui()
         return args.handler(args) or 0
     except PlaygroundError as error:
         print(f"playground: {error}", file=sys.stderr)
@@ -630,15 +632,24 @@ def _demo_summary(demo: str, d: dict[str, Any]) -> Iterator[str]:
             yield f"{key.capitalize()} ({side['model']}): {' '.join(side['text'].split())}"
 
 
+def _screen_size(text: str) -> tuple[int, int]:
+    width, _, height = text.partition("x")
+    if not (width.isdigit() and height.isdigit() and int(width) >= 640 and int(height) >= 480):
+        raise argparse.ArgumentTypeError(f"not a screen size of 640x480 or more: {text!r}")
+    return int(width), int(height)
+
+
 def cmd_screenshot(args: argparse.Namespace) -> int:
     try:
         args.out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise PlaygroundError(f"cannot make the folder {args.out_dir}: {error.strerror}") from None
-    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from playground.ui.window_system import offscreen_platform
+
+    os.environ.setdefault("QT_QPA_PLATFORM", offscreen_platform(*args.size))
     from playground.ui.screenshots import save_screenshots
 
-    for path in save_screenshots(args.out_dir):
+    for path in save_screenshots(args.out_dir, args.size):
         print(path)
     return 0
 

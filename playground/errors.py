@@ -21,3 +21,8 @@ class ResourceError(PlaygroundError):
 
 class InvalidRequestError(PlaygroundError):
     """A parameter is out of range."""
+
+
+class WindowSystemError(PlaygroundError):
+    """The GUI cannot open a window: Qt's platform plugin lacks system libraries, or there is no
+    display."""

@@ -6,13 +6,30 @@ import os
 from pathlib import Path
 
 import pytest
-
-# Before any Qt import: tests never need a display.
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-
 import tiny_models
 
 from playground import paths
+from playground.ui.window_system import offscreen_platform
+
+TEST_SCREEN = (1280, 720)
+"""The offscreen screen the tests run on: a small laptop's."""
+
+# Before the QApplication is made: tests never need a display.
+os.environ.setdefault("QT_QPA_PLATFORM", offscreen_platform(*TEST_SCREEN))
+
+
+@pytest.fixture(scope="session")
+def qapp():
+    """The app as users get it (its stylesheet), but drawing all text with the bundled fonts,
+    so that what a test measures does not depend on the fonts a machine has installed."""
+    from PySide6.QtWidgets import QApplication
+
+    from playground.ui import fonts
+    from playground.ui.app import application
+
+    app = QApplication.instance() or QApplication([])
+    fonts.use_bundled_fonts(app)
+    return application()
 
 
 @pytest.fixture(autouse=True)

@@ -79,6 +79,7 @@ def test_stop_cancels_a_running_demonstration(qtbot, window: MainWindow):
 
 def test_presentation_mode_reveals_one_step_at_a_time(qtbot, window: MainWindow):
     tab = window.demos_tab
+    window.tabs.setCurrentWidget(tab)
     tab.choose("tokens-weather")
     tab.set_presenting(True)
     assert not window.sidebar.isVisible() and not window.tabs.tabBar().isVisible()
@@ -97,7 +98,10 @@ def test_presentation_mode_reveals_one_step_at_a_time(qtbot, window: MainWindow)
     assert not sections[-1].isVisible()
     qtbot.keyClick(tab, Qt.Key.Key_Escape)
     assert not tab.presenting
-    assert window.sidebar.isVisible() and all(s.isVisible() for s in sections)
+    assert all(s.isVisible() for s in sections)
+    assert not window.sidebar.isVisible()  # it belongs to the Generate tab
+    window.tabs.setCurrentWidget(window.generate_tab)
+    assert window.sidebar.isVisible()
 
 
 def test_an_alternative_clicked_after_a_run_branches_it(qtbot, window: MainWindow):

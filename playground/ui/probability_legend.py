@@ -23,9 +23,6 @@ class ProbabilityLegend(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        font = QFont(self.font())
-        font.setPointSizeF(max(font.pointSizeF() - 1, 7))
-        self.setFont(font)
         self._fit()
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.setToolTip(
@@ -33,10 +30,17 @@ class ProbabilityLegend(QWidget):
             "from red (unlikely) to near white (certain)."
         )
 
+    def _label_font(self) -> QFont:
+        """A point smaller than the text around it. Derived rather than set: the app's
+        stylesheet gives every widget its font size, and would undo a setFont."""
+        font = QFont(self.font())
+        font.setPointSizeF(max(font.pointSizeF() - 1, 7))
+        return font
+
     def _fit(self) -> None:
         """Size for the font: it grows in presentation mode, and the tick labels must not
         run into each other."""
-        metrics = QFontMetricsF(self.font())
+        metrics = QFontMetricsF(self._label_font())
         label = metrics.horizontalAdvance("100%")
         self.setFixedHeight(round(BAR_TOP + BAR_HEIGHT + 2 + metrics.height() + 2))
         gaps = len(TICKS) - 1  # between tick labels: at least a third of a label apart
@@ -52,19 +56,20 @@ class ProbabilityLegend(QWidget):
         return QSize(self.maximumWidth(), self.height())
 
     def _caption_width(self) -> float:
-        return QFontMetricsF(self.font()).horizontalAdvance(CAPTION) + 10
+        return QFontMetricsF(self._label_font()).horizontalAdvance(CAPTION) + 10
 
     def bar_rect(self) -> QRectF:
         """Where the gradient is painted: 0 at its left edge, 1 at its right."""
         # Half a label's width of room at each end, so "0%" and "100%" centre on the bar's ends.
-        pad = QFontMetricsF(self.font()).horizontalAdvance("100%") / 2
+        pad = QFontMetricsF(self._label_font()).horizontalAdvance("100%") / 2
         left = self._caption_width() + pad
         return QRectF(left, BAR_TOP, self.width() - left - pad - 1, BAR_HEIGHT)
 
     def paintEvent(self, event: QPaintEvent) -> None:
         painter = QPainter(self)
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        metrics = QFontMetricsF(self.font())
+        painter.setFont(self._label_font())
+        metrics = QFontMetricsF(painter.font())
         caption_width = self._caption_width()
         bar = self.bar_rect()
 

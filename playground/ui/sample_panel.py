@@ -8,16 +8,16 @@ from dataclasses import replace
 
 from PySide6.QtCore import QEvent, Qt, Signal
 from PySide6.QtGui import QEnterEvent
-from PySide6.QtWidgets import QFrame, QGridLayout, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from playground.records import Sample, TokenRecord
 from playground.ui.colors import WINNER, WINNER_BACKGROUND, sample_color
+from playground.ui.flow_layout import FlowLayout
 from playground.ui.logprob_chart import Sparkline
 from playground.ui.token_view import TokenView
 
 PANEL_WIDTH = 320
 TEXT_HEIGHT = 160
-BADGE_COLUMNS = 3
 
 _FRAME_STYLE = """
 #samplePanel {{ background: {background}; border: {width}px solid {border}; border-radius: 6px; }}
@@ -121,10 +121,8 @@ class SamplePanel(QFrame):
         )
         self.sparkline = Sparkline(color=color)
 
-        self._badges = QGridLayout()
-        self._badges.setContentsMargins(0, 0, 0, 0)
-        self._badges.setHorizontalSpacing(4)
-        self._badges.setVerticalSpacing(3)
+        # Badges wrap like words: their widths vary with the numbers and the font.
+        self._badges = FlowLayout(spacing=4, centred=False)
         self._finish_label = QLabel()
         self._finish_label.setStyleSheet(_MUTED)
 
@@ -217,11 +215,11 @@ class SamplePanel(QFrame):
                 self._badges.removeWidget(label)
                 label.deleteLater()
             self._badge_labels = {}
-            for i, name in enumerate(badges):
+            for name in badges:
                 label = QLabel()
                 label.setStyleSheet(_BADGE_STYLE)
                 label.setTextFormat(Qt.TextFormat.RichText)
-                self._badges.addWidget(label, i // BADGE_COLUMNS, i % BADGE_COLUMNS)
+                self._badges.addWidget(label)
                 self._badge_labels[name] = label
         for name, value in badges.items():
             self._badge_labels[name].setText(

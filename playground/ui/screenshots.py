@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from PySide6.QtCore import QEventLoop, Qt, QTimer
+from PySide6.QtCore import QEventLoop, QSize, Qt, QTimer
 from PySide6.QtWidgets import QWidget
 
 from playground import paths
@@ -24,8 +24,10 @@ from playground.ui.app import application
 from playground.ui.main_window import MainWindow
 from playground.ui.tasks import Task
 
-SIZE = (1440, 900)
-TIMEOUT_MS = 180_000
+TIMEOUT_MS = 600_000
+"""Long enough for the slowest step (the hallucination demonstration, with its judge) on a busy
+2-core CPU."""
+MULTILINGUAL_PROMPT = "आज मौसम अच्छा है। 今天天气很好。 الطقس جميل اليوم. Say it in English."
 
 
 def wait_for(task: Task | None, timeout_ms: int = TIMEOUT_MS) -> None:
@@ -56,16 +58,19 @@ def run_and_wait(window: MainWindow, prompt: str, params: SamplingParams, n: int
     window._redraw()
 
 
-def save_screenshots(out_dir: Path) -> list[Path]:
+def save_screenshots(out_dir: Path, size: tuple[int, int]) -> list[Path]:
+    """The PNGs of a window that fills a screen of `size` (as far as its frame lets it): the
+    demonstrations are as tall as their content, so that each image shows all of it."""
     out_dir.mkdir(parents=True, exist_ok=True)
     saved: list[Path] = []
     with tempfile.TemporaryDirectory() as data:
         previous = os.environ.get(paths.DATA_DIR_ENV)
         os.environ[paths.DATA_DIR_ENV] = data
+        window: MainWindow | None = None
         try:
             app = application()
             window = MainWindow()
-            window.resize(*SIZE)
+            window.resize(*size)
             window.show()
             window.start()
             wait_for(window.load_task)
@@ -93,9 +98,16 @@ def save_screenshots(out_dir: Path) -> list[Path]:
             app.processEvents()
             saved.append(_save(window, out_dir / "reward.png"))
 
-            saved += _demo_screenshots(app, window, out_dir)
-            window.close()
+            # The History lists every run so far; this one's prompt is in three more scripts.
+            run_and_wait(window, MULTILINGUAL_PROMPT, replace(base, max_tokens=16), 1)
+            window.tabs.setCurrentWidget(window.history_panel)
+            app.processEvents()
+            saved.append(_save(window, out_dir / "history.png"))
+
+            saved += _demo_screenshots(app, window, out_dir, window.size())
         finally:
+            if window is not None:
+                window.close()  # stops the worker thread, also after an error
             if previous is None:
                 os.environ.pop(paths.DATA_DIR_ENV, None)
             else:
@@ -103,7 +115,7 @@ def save_screenshots(out_dir: Path) -> list[Path]:
     return saved
 
 
-def _demo_screenshots(app, window: MainWindow, out_dir: Path) -> list[Path]:
+def _demo_screenshots(app, window: MainWindow, out_dir: Path, size: QSize) -> list[Path]:
     """Each demonstration's first scenario, run in the Demos tab; then presentation mode."""
     tab = window.demos_tab
     window.tabs.setCurrentWidget(tab)
@@ -112,13 +124,13 @@ def _demo_screenshots(app, window: MainWindow, out_dir: Path) -> list[Path]:
         _run_demo(tab, demo)
         # As tall as the demonstration, so that the image shows all of it.
         chrome = window.height() - tab.stack.height()
-        window.resize(SIZE[0], max(SIZE[1], chrome + tab.view.sizeHint().height() + 8))
+        window.resize(size.width(), max(size.height(), chrome + tab.view.sizeHint().height() + 8))
         app.processEvents()
         saved.append(_save(tab, out_dir / f"demo_{demo.replace('-', '_')}.png"))
     _run_demo(tab, "tokens")
     tab.set_presenting(True)
     window.setWindowState(Qt.WindowState.WindowNoState)  # not the offscreen "screen" size
-    window.resize(*SIZE)
+    window.resize(size)
     tab.set_step(2)
     app.processEvents()  # lays out the revealed section
     app.processEvents()  # then scrolls to it

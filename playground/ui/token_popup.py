@@ -21,6 +21,8 @@ from playground.records import Alternative, TokenRecord
 from playground.ui.colors import CHOSEN, probability_color
 
 WIDTH = 290
+"""The card's width, unless its heading needs more in the font the stylesheet gives it."""
+PERCENT_WIDTH = 50
 MAX_ROWS = 10
 """Alternatives listed at most: with top_logprobs up to 100 the card would outgrow a window."""
 MIN_ROWS = 3
@@ -115,7 +117,7 @@ class _AlternativeRow(QWidget):
         self.text_label.setFixedWidth(104)
         self.bar = _ProbabilityBar(self)
         self.percent_label = QLabel(self)
-        self.percent_label.setFixedWidth(50)
+        self.percent_label.setFixedWidth(PERCENT_WIDTH)
         self.percent_label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(4, 2, 4, 2)
@@ -256,6 +258,7 @@ class TokenPopup(QFrame):
         clears `token_height` pixels above the anchor, so it doesn't cover the token itself."""
         self._position = record.position
         self._fill(record)
+        self._fit_width()
         self.layout().activate()  # rows were just shown or hidden
         self.adjustSize()
         self._fit_height(anchor, token_height)
@@ -300,6 +303,23 @@ class TokenPopup(QFrame):
             extra = extra[1:]
         for row in extra:
             row.hide()
+
+    def _fit_width(self) -> None:
+        """Room for the heading and for every row's percentage (with a rank, "#12  0.35%"),
+        measured in the fonts they have now: the app's stylesheet sets their size, and
+        presentation mode enlarges it."""
+        rows = self.rows
+        for label in (self._alternatives_heading, *(row.percent_label for row in rows)):
+            label.ensurePolished()
+        percent = max((r.percent_label.fontMetrics().horizontalAdvance(r.percent_label.text())
+                       for r in rows), default=0)
+        for row in self._rows:
+            row.percent_label.setFixedWidth(max(PERCENT_WIDTH, percent))
+        heading = self._alternatives_heading
+        margins = self.layout().contentsMargins()
+        needed = heading.fontMetrics().horizontalAdvance(heading.text()) + margins.left() \
+            + margins.right()
+        self.setFixedWidth(max(WIDTH, needed))
 
     def _fit_height(self, anchor: QPoint, token_height: int) -> None:
         """In a window too short for the whole card, drop the least likely alternatives (never
