@@ -21,3 +21,10 @@ class ResourceError(PlaygroundError):
 
 class InvalidRequestError(PlaygroundError):
     """A parameter is out of range."""
+
+
+class Cancelled(PlaygroundError):
+    """The user stopped the work; what it would have made is not kept (nothing is written)."""
+
+    def __init__(self, message: str = "Cancelled.") -> None:
+        super().__init__(message)

@@ -49,7 +49,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from playground.errors import PlaygroundError
+from playground.errors import Cancelled, PlaygroundError
 from playground.gguf_file import ModelInfo
 from playground.records import Alternative, Run, RunStats, Sample, TokenRecord
 from playground.sampling import SamplingParams
@@ -64,10 +64,6 @@ JSONL_FORMAT = "sampling-playground.sample/1"
 
 class ExportError(PlaygroundError):
     """An export or import failed: a file that cannot be written or read, a bad option."""
-
-
-class ExportCancelled(ExportError):
-    """The user cancelled an export; nothing was written."""
 
 
 @dataclass(frozen=True)
@@ -116,7 +112,7 @@ def export_runs(
     `ranking` names the ranking that pairwise, ranking and Argilla exports
     follow: the run's own when it has one, else computed on a copy (the runs are not changed).
     `progress(done, total)` is called after each run; when `cancel()` returns True the export
-    stops, the file is not created, and ExportCancelled is raised. The file appears only when
+    stops, the file is not created, and `Cancelled` is raised. The file appears only when
     complete (written beside it, then renamed).
     """
     if fmt not in FORMATS:
@@ -140,7 +136,7 @@ def export_runs(
     def each() -> Iterator[_Item]:
         for done, item in enumerate(items):
             if cancel is not None and cancel():
-                raise ExportCancelled("export cancelled; no file was written")
+                raise Cancelled("export cancelled; no file was written")
             yield item
             if progress is not None:
                 progress(done + 1, len(items))

@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
 
 from playground import export, paths
 from playground.engine import Engine
-from playground.errors import PlaygroundError
+from playground.errors import Cancelled, PlaygroundError
 from playground.records import Run
 from playground.sampling import SamplingParams
 from playground.store import Store, open_store
@@ -532,7 +532,7 @@ def test_task_cancel_is_cooperative(qtbot):
         started.set()
         while not cancel():
             time.sleep(0.005)
-        raise export.ExportCancelled("stopped")
+        raise Cancelled("stopped")
 
     task = BackgroundTask(work).start()
     assert started.wait(TIMEOUT / 1000)
