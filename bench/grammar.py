@@ -11,9 +11,9 @@ import json
 from common import alternate, baseline_llama, report
 from llama_cpp import LlamaGrammar
 
-from playground.demos import GrammarConstraint, json_schema_grammar, validate_json
+from playground.demos.structured import json_schema_grammar, validate_json
 from playground.engine import load
-from playground.sampling import SamplingParams
+from playground.sampling import GrammarConstraint, SamplingParams
 
 N, LENGTH, ROUNDS = 8, 64, 3
 PROMPT = ("Describe a fictional person as JSON with the fields name (a string), age (an "

@@ -20,18 +20,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from playground.demos.base_instruct import BaseInstructResult, base_model, run_base_vs_instruct
+from playground.demos.scenario import Cancel, Progress, Scenario
 from playground.engine import Engine
 from playground.errors import InvalidRequestError
 from playground.records import Run
 from playground.sampling import SamplingParams
-from playground.scenarios import (
-    BaseInstructResult,
-    Cancel,
-    Progress,
-    Scenario,
-    base_model,
-    run_base_vs_instruct,
-)
 from playground.ui.demo_view import DemoView, LinesTall, caption, note
 from playground.ui.logprob_chart import LogprobChart
 from playground.ui.token_view import TokenView

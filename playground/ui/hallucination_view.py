@@ -42,25 +42,23 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from playground.demos import FLAG_THRESHOLD, SentenceSupport
-from playground.engine import Engine
-from playground.errors import InvalidRequestError
-from playground.records import Run, Sample, TokenRecord
-from playground.sampling import SamplingParams
-from playground.scenarios import (
-    Cancel,
+from playground.demos.hallucination import (
+    FLAG_THRESHOLD,
     ConsistencyResult,
     ForcedBranch,
-    Progress,
-    Scenario,
+    SentenceSupport,
     SnowballResult,
-    chat_for,
     force_branch,
     run_consistency,
     run_snowball,
     score_claim,
     snowball_params,
 )
+from playground.demos.scenario import Cancel, Progress, Scenario, chat_for
+from playground.engine import Engine
+from playground.errors import InvalidRequestError
+from playground.records import Run, Sample, TokenRecord
+from playground.sampling import SamplingParams
 from playground.scoring import mean_logprob
 from playground.ui.demo_view import DemoView, LinesTall, caption, note, section
 from playground.ui.probability_legend import ProbabilityLegend
