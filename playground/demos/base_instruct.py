@@ -26,8 +26,6 @@ from playground.records import Run
 from playground.sampling import SamplingParams
 from playground.scoring import mean_logprob
 
-# ================================================================ the run
-
 
 @dataclass
 class BaseInstructResult:
