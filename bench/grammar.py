@@ -13,7 +13,7 @@ from llama_cpp import LlamaGrammar
 
 from playground.demos.structured import json_schema_grammar, validate_json
 from playground.engine import load
-from playground.sampling import GrammarConstraint, SamplingParams
+from playground.sampling import SamplingParams
 
 N, LENGTH, ROUNDS = 8, 64, 3
 PROMPT = ("Describe a fictional person as JSON with the fields name (a string), age (an "
@@ -35,7 +35,7 @@ def main() -> None:
     def engine_run(constrained: bool) -> int:
         run = engine.start_run(PROMPT, params, N)
         for event in engine.generate(
-                run, constraint=(lambda: GrammarConstraint(engine, gbnf)) if constrained
+                run, constraint=engine.grammar_constraint(gbnf) if constrained
                 else None):
             run.add(event)
         if constrained:

@@ -17,9 +17,8 @@ from pathlib import Path
 import numpy as np
 from common import alternate, report
 
-from playground import reward
 from playground.engine import default_model_path, load
-from playground.reward import open_reward_model, pack_reward_model
+from playground.reward import decoder, open_reward_model, pack_reward_model
 from playground.sampling import SamplingParams
 
 N, LENGTH, ROUNDS = 8, 128, 3
@@ -30,12 +29,12 @@ FILLER = ("The history of lighthouses begins with fires lit on hilltops to guide
 
 @contextmanager
 def no_shared_prefix():
-    shared = reward._shared_prefix
-    reward._shared_prefix = lambda inputs: 0
+    shared = decoder._shared_prefix
+    decoder._shared_prefix = lambda inputs: 0
     try:
         yield
     finally:
-        reward._shared_prefix = shared
+        decoder._shared_prefix = shared
 
 
 def main() -> None:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from playground import paths
 from playground.errors import ModelFileError
+from playground.files import kind_of
 from playground.gguf_file import ModelInfo, model_info
 
 CATALOG_FILE = paths.repo_models_dir() / "catalog.json"
@@ -39,24 +43,84 @@ class FoundModel:
 
 def discover(extra: list[Path] | None = None) -> list[FoundModel]:
     """Every GGUF it can find: the embedded default, the repo's and the user's models folders,
-    and any paths given (files, or folders to search)."""
-    places: list[tuple[str, Path]] = []
+    and any paths given (files, or folders to search).
+
+    Nothing in a folder stops the search: a symlink loop, an entry that cannot be read or a
+    .gguf that is not a model is listed with the problem instead of its facts."""
+    places: list[tuple[str, Path, str | None]] = []
     embedded = paths.embedded_model_path()
     if embedded:
-        places.append(("embedded", embedded))
+        places.append(("embedded", embedded, None))
     for source, folder in [("repo", paths.repo_models_dir()), ("user", paths.user_models_dir())]:
-        places += [(source, p) for p in sorted(folder.glob("**/*.gguf"))]
+        places += [(source, p, problem) for p, problem in _gguf_files(folder)]
     for given in extra or []:
-        files = sorted(given.glob("**/*.gguf")) if given.is_dir() else [given]
-        places += [("given", p) for p in files]
+        places += [("given", p, problem) for p, problem in _gguf_files(given, given=True)]
     found, seen = [], set()
-    for source, path in places:
-        key = path.resolve()
+    for source, path, problem in places:
+        key = os.path.realpath(path)
         if key in seen:
             continue
         seen.add(key)
+        if problem is not None:
+            found.append(FoundModel(path, source, None, problem))
+            continue
         try:
             found.append(FoundModel(path, source, model_info(path)))
         except ModelFileError as error:
             found.append(FoundModel(path, source, None, str(error)))
     return found
+
+
+def _gguf_files(top: Path, *, given: bool = False) -> list[tuple[Path, str | None]]:
+    """(path, None) for each regular *.gguf file under `top`, sorted, and (path, why) for every
+    entry that could not be looked at. Symlinks are followed, each folder visited once.
+    `given`: `top` was named by the user, so a file (of any name) is taken as it is."""
+    try:
+        folder = stat.S_ISDIR(top.stat().st_mode)
+    except OSError:
+        folder = False
+    if not folder:
+        return [(top, _problem(top))] if given else []
+    found: list[tuple[Path, str | None]] = []
+    visited: set[tuple[int, int]] = set()
+
+    def unreadable(error: OSError) -> None:
+        where = Path(error.filename) if error.filename else top
+        found.append((where, f"cannot be read ({error.strerror})"))
+
+    for folder, subfolders, files in os.walk(top, onerror=unreadable, followlinks=True):
+        status = os.stat(folder)
+        visited.add((status.st_dev, status.st_ino))
+        keep = []
+        for name in sorted(subfolders):
+            path = Path(folder) / name
+            try:
+                status = path.stat()
+            except OSError as error:
+                found.append((path, _os_problem(error)))
+                continue
+            if (status.st_dev, status.st_ino) not in visited:
+                keep.append(name)
+        subfolders[:] = keep  # walked next; a folder seen before (a loop) is not
+        for name in sorted(files):
+            if name.lower().endswith(".gguf"):
+                path = Path(folder) / name
+                found.append((path, _problem(path)))
+    return found
+
+
+def _problem(path: Path) -> str | None:
+    """None for a regular file, else why it cannot be a model file."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as error:
+        return _os_problem(error)
+    return None if stat.S_ISREG(mode) else f"it is {kind_of(mode)}"
+
+
+def _os_problem(error: OSError) -> str:
+    if error.errno == errno.ELOOP:
+        return "a symbolic link loop"
+    if error.errno == errno.ENOENT:
+        return "a broken symbolic link" if os.path.islink(error.filename) else "no such file"
+    return f"cannot be read ({error.strerror})"

@@ -7,6 +7,7 @@ a non-zero exit status, never a traceback (set PLAYGROUND_DEBUG=1 to see one).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -223,8 +224,11 @@ def _prompt(args: argparse.Namespace) -> str:
         return args.prompt
     try:
         return args.prompt_file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise PlaygroundError(f"cannot read the prompt file: {error}") from None
+    except OSError as error:
+        raise PlaygroundError(f"cannot read the prompt file {args.prompt_file}: "
+                              f"{error.strerror}") from None
+    except UnicodeDecodeError:
+        raise PlaygroundError(f"the prompt file {args.prompt_file} is not UTF-8 text") from None
 
 
 def _engine(args: argparse.Namespace):
@@ -243,28 +247,40 @@ def _interruptible(events: Iterator, cancel_flag: list[bool]) -> Iterator:
 
 
 def _store(args: argparse.Namespace):
+    """The history, opened (and checked whole) once per command."""
     from playground.store import open_store
 
-    store, notice = open_store(args.db)
-    if notice:
-        print(f"playground: {notice}", file=sys.stderr)
-    return store
+    if getattr(args, "opened_store", None) is None:
+        store, notice = open_store(args.db)
+        if notice:
+            print(f"playground: {notice}", file=sys.stderr)
+        args.opened_store = store
+    return args.opened_store
 
 
-def _run(args: argparse.Namespace, n: int, on_text: Callable[[str], None] | None = None):
+def _run(args: argparse.Namespace, n: int, on_text: Callable[[str], None] | None = None,
+         engine=None):
     """Generate, recording the run in the history as it goes (unless --no-save).
-    Returns the run and its id in the history (None when not saved)."""
+    Returns the run and its id in the history (None when not saved).
+
+    The run is recorded from its first event on: a request that fails before (a context too
+    large to allocate, say) leaves nothing in the history."""
     params, prompt = _params(args), _prompt(args)
-    engine = _engine(args)
+    store = None if args.no_save else _store(args)
+    engine = engine or _engine(args)
     run = engine.start_run(prompt, params, n, chat=not args.raw, system=args.system)
-    writer = None if args.no_save else _store(args).begin(run)
+    writer = None
     flag = [False]
-    for event in _interruptible(engine.generate(run, cancel=lambda: flag[0]), flag):
-        run.add(event)
-        if writer:
-            writer.add(event)
-        if on_text and isinstance(event, TokenRecord):
-            on_text(event.text)
+    # The writer flushes what it holds even when generation fails half-way.
+    with contextlib.ExitStack() as recording:
+        for event in _interruptible(engine.generate(run, cancel=lambda: flag[0]), flag):
+            if store and writer is None:
+                writer = recording.enter_context(store.begin(run))
+            run.add(event)
+            if writer:
+                writer.add(event)
+            if on_text and isinstance(event, TokenRecord):
+                on_text(event.text)
     return engine, run, writer.run_id if writer else None
 
 
@@ -317,16 +333,21 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_sample(args: argparse.Namespace) -> int:
     if args.rank == "reward" and not args.reward_model:
         raise InvalidRequestError("--rank reward needs --reward-model PATH or judge")
-    engine, run, run_id = _run(args, args.n)
     agreement = None
     if args.reward_model:
         from playground.reward import open_reward_model, rank_agreement, score_run
 
+        # Opened first: a reward model that cannot be used stops the command before a run
+        # is generated and saved.
+        engine = _engine(args)
         with open_reward_model(args.reward_model, judge_engine=engine, rubric=args.rubric,
                                n_gpu_layers=args.n_gpu_layers) as reward_model:
+            _, run, run_id = _run(args, args.n, engine=engine)
             by_reward = score_run(reward_model, run)
         agreement = {"between": ["reward", "mean-logprob"],
                      **rank_agreement(by_reward, run.rank("mean-logprob"))}
+    else:
+        _, run, run_id = _run(args, args.n)
     ranking = run.rank(args.rank)
     _saved(args, run, run_id)
     if args.json:
@@ -338,7 +359,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
             "samples": document["samples"],
             "ranking": ranking.to_json(),
             **({"vote": run.vote.to_json()} if run.vote else {}),
-            **({"agreement": agreement} if agreement else {}),
+            **({"agreement": agreement,
+                "reward_model": run.reward_models["reward"].to_json()} if agreement else {}),
             "stats": document["stats"],
             "run_id": run_id,
         })
@@ -383,8 +405,10 @@ def cmd_score(args: argparse.Namespace) -> int:
 def _read_responses(path: Path) -> list[str]:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as error:
-        raise PlaygroundError(f"cannot read {path}: {error}") from None
+    except OSError as error:
+        raise PlaygroundError(f"cannot read {path}: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise PlaygroundError(f"{path} is not UTF-8 text") from None
     responses = []
     for number, line in enumerate(lines, 1):
         if not line.strip():
@@ -460,12 +484,14 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from playground.export import export_stored
+    from playground.export import export_stored, sidecar_path
 
     count = export_stored(_store(args), args.run_ids, args.format, args.output,
                           include_tokens=args.tokens, ranking=args.ranking,
                           pair_mode=args.pairs, max_pairs=args.max_pairs)
-    print(f"wrote {count} records to {args.output}", file=sys.stderr)
+    sidecar = sidecar_path(args.output, args.format)
+    beside = f" (and {sidecar.name} beside it)" if sidecar else ""
+    print(f"wrote {count} records to {args.output}{beside}", file=sys.stderr)
     return 0
 
 
@@ -505,7 +531,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     params, n = scenario.params(profile)
     request = DemoRequest(
         scenario, args.prompt if args.prompt is not None else scenario.prompt,
-        _demo_params(args, params), args.n or n, engine, model=args.model,
+        _demo_params(args, params), n if args.n is None else args.n, engine, model=args.model,
         judge=not args.no_judge, sentence=args.sentence, base_model=args.base_model)
     document = demo.run(request)
     if engine is not None:
@@ -530,6 +556,10 @@ def _demo_params(args: argparse.Namespace, params: SamplingParams) -> SamplingPa
 
 
 def cmd_screenshot(args: argparse.Namespace) -> int:
+    try:
+        args.out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise PlaygroundError(f"cannot make the folder {args.out_dir}: {error.strerror}") from None
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from playground.ui.screenshots import save_screenshots
 

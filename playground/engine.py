@@ -6,8 +6,9 @@ each step decodes one token for every live sequence in a single `llama_decode`. 
 the logits row of each sequence is read straight from llama.cpp (no `logits_all`), so the raw
 log-softmax, rank, entropy and alternatives cost tens of microseconds per token.
 
-An Engine is not thread-safe: llama.cpp contexts must stay on one thread. The GUI gives it a single
-long-lived worker thread; the CLI and tests use it directly.
+`LocalEngine` is the first implementation of `playground.engine_api.Engine`. It is not
+thread-safe: llama.cpp contexts must stay on one thread. The GUI gives it a single long-lived
+worker thread; the CLI and tests use it directly.
 """
 
 from __future__ import annotations
@@ -17,9 +18,7 @@ import ctypes
 import math
 import os
 import re
-import sys
 import time
-import weakref
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -30,6 +29,7 @@ import numpy as np
 
 from playground import paths
 from playground.chat import chat_messages, render_chat
+from playground.engine_api import Capabilities
 from playground.errors import (
     InvalidRequestError,
     ModelFileError,
@@ -38,6 +38,7 @@ from playground.errors import (
     UnsupportedModelError,
 )
 from playground.gguf_file import GGUFHeader, ModelInfo, model_info, read_header
+from playground.handles import LlamaBatch, LlamaContext, LlamaModel, log_mark, log_since
 from playground.records import (
     Alternative,
     Event,
@@ -47,43 +48,21 @@ from playground.records import (
     SampleEnd,
     TokenRecord,
 )
-from playground.sampling import Constraint, Sampler, SamplingParams, raw_stats
+from playground.sampling import (
+    Constraint,
+    GrammarConstraint,
+    Sampler,
+    SamplingParams,
+    raw_stats,
+)
 
 MAX_SAMPLES = 32
+MAX_ALTERNATIVES = 100
 DEFAULT_CONTEXT = 4096
 PROMPT_BATCH = 512
 FORCED_BATCH = 32
 # Room left for llama.cpp's compute buffers and the rest of the app when sizing the KV cache.
 MEMORY_HEADROOM = 0.8
-
-
-# ---------------------------------------------------------------------------------------------
-# llama.cpp's log: kept in memory so that a failed load can say why, printed only on request.
-
-_LOG: deque[str] = deque(maxlen=200)
-_LOG_COUNT = [0]  # lines ever logged: a mark stays valid after old lines fall off the deque
-
-
-@llama_cpp.llama_log_callback
-def _log_callback(level: int, text: bytes, _user_data: ctypes.c_void_p) -> None:
-    line = text.decode("utf-8", errors="replace")
-    _LOG.append(line)
-    _LOG_COUNT[0] += 1
-    if os.environ.get("PLAYGROUND_LLAMA_LOG"):
-        sys.stderr.write(line)
-
-
-llama_cpp.llama_log_set(_log_callback, ctypes.c_void_p(0))
-
-
-def _log_mark() -> int:
-    return _LOG_COUNT[0]
-
-
-def _log_since(mark: int) -> str:
-    """What llama.cpp logged since `mark` (as far as the deque still holds it)."""
-    new = min(_LOG_COUNT[0] - mark, len(_LOG))
-    return "".join(list(_LOG)[-new:]) if new > 0 else ""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -229,18 +208,21 @@ def load(
     n_ctx: int | None = None,
     n_threads: int | None = None,
     progress: Callable[[float], bool] | None = None,
-) -> Engine:
+) -> LocalEngine:
     """Check and load a GGUF model (the embedded default when `path` is None).
 
     `n_ctx` is the context window of one sample (prompt + new tokens); `n_gpu_layers` -1 offloads
     every layer. `progress` gets 0..1 while loading and may return False to cancel.
     Raises a `PlaygroundError` subclass with a one-line message for every bad input.
     """
+    if n_threads is not None:
+        n_threads = _checked_threads(n_threads)
     path = Path(path) if path else default_model_path()
     header = read_header(path)
     info = model_info(path, header)
     _check_kind(path, header, info)
-    n_ctx = n_ctx or min(info.context_length or DEFAULT_CONTEXT, DEFAULT_CONTEXT)
+    if n_ctx is None:
+        n_ctx = min(info.context_length or DEFAULT_CONTEXT, DEFAULT_CONTEXT)
     if n_ctx < 16:
         raise InvalidRequestError(f"a context of {n_ctx} tokens is too small")
     if info.context_length and n_ctx > info.context_length:
@@ -260,14 +242,15 @@ def load(
             return bool(progress(float(fraction)))
 
         params.progress_callback = callback
-    mark = _log_mark()
-    model = llama_cpp.llama_model_load_from_file(str(path).encode(), params)
-    log = _log_since(mark)
-    if not model:
+    mark = log_mark()
+    handle = llama_cpp.llama_model_load_from_file(str(path).encode(), params)
+    log = log_since(mark)
+    if not handle:
         raise _load_error(path, info, log)
+    model = LlamaModel(handle)
     offloaded = re.search(r"offloaded (\d+)/(\d+) layers to GPU", log)
     decode_threads, batch_threads = default_threads()
-    return Engine(
+    return LocalEngine(
         model,
         path,
         header,
@@ -277,6 +260,14 @@ def load(
         n_threads_batch=max(n_threads or 0, batch_threads),
         layers_offloaded=int(offloaded.group(1)) if offloaded else 0,
     )
+
+
+def _checked_threads(n_threads: int) -> int:
+    """At least 1, and at most the logical cores: llama.cpp starts every thread it is given, and
+    100,000 of them crashed it while 5,000 took forever to decode one token."""
+    if isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 1:
+        raise InvalidRequestError(f"threads must be a whole number, 1 or more, not {n_threads!r}")
+    return min(n_threads, os.cpu_count() or 1)
 
 
 def _check_kind(path: Path, header: GGUFHeader, info: ModelInfo) -> None:
@@ -313,12 +304,17 @@ def _load_error(path: Path, info: ModelInfo, log: str) -> PlaygroundError:
     )
 
 
-class Engine:
-    """A loaded model and the llama.cpp context that runs it. See the module docstring."""
+class LocalEngine:
+    """A loaded model and the llama.cpp context that runs it, in this process. See the module
+    docstring."""
+
+    capabilities = Capabilities(max_alternatives=MAX_ALTERNATIVES, max_samples=MAX_SAMPLES,
+                                exact_entropy=True, teacher_forcing=True, grammar=True,
+                                hidden_states=True)
 
     def __init__(
         self,
-        model: llama_cpp.llama_model_p,
+        model: LlamaModel,
         path: Path,
         header: GGUFHeader,
         info: ModelInfo,
@@ -336,30 +332,24 @@ class Engine:
         self.layers_offloaded = layers_offloaded
         self.kv_bytes_per_token = kv_bytes_per_token(header)
         self.chat_template: str | None = header.metadata.get("tokenizer.chat_template")
-        self._model = model
-        self._vocab = llama_cpp.llama_model_get_vocab(model)
-        self.n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
-        self.memory_bytes = int(llama_cpp.llama_model_size(model))
-        self._pieces: dict[int, bytes] = {}
-        self._ctx: llama_cpp.llama_context_p | None = None
-        self._ctx_size = 0
+        self.model = model
+        """The loaded weights, also for other contexts on them (the reward judge, a grammar).
+        Valid until close(); use it on the engine's thread."""
+        self.n_vocab = model.n_vocab
+        self.memory_bytes = model.size_bytes
+        self._ctx: LlamaContext | None = None
         self._cached_prompt: list[int] = []
         """The prompt whose KV cells sequence 0 holds (see _reuse_prefix)."""
-        self._batch: llama_cpp.llama_batch | None = None
-        self._finalizer = weakref.finalize(self, _free, model, [None, None])
-
-    @property
-    def llama_model(self) -> llama_cpp.llama_model_p:
-        """The loaded llama.cpp model, for other contexts on the same weights (the reward
-        judge). Valid until close(); use it on the engine's thread."""
-        return self._model
+        self._batch = LlamaBatch(max(PROMPT_BATCH, MAX_SAMPLES))
 
     # -- lifetime --------------------------------------------------------------------------
 
     def close(self) -> None:
-        self._finalizer()
+        self._free_context()
+        self._batch.close()
+        self.model.close()
 
-    def __enter__(self) -> Engine:
+    def __enter__(self) -> LocalEngine:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -369,54 +359,45 @@ class Engine:
 
     def tokenize(self, text: str, *, add_special: bool = True) -> list[int]:
         """Token ids of `text`; special markers such as <|im_start|> are parsed as tokens."""
-        data = text.encode("utf-8")
-        capacity = len(data) + 8
-        while True:
-            buf = (llama_cpp.llama_token * capacity)()
-            n = llama_cpp.llama_tokenize(self._vocab, data, len(data), buf, capacity,
-                                         add_special, True)
-            if n >= 0:
-                return list(buf[:n])
-            capacity = -n
+        return self.model.tokenize(text, add_special=add_special)
 
     def token_bytes(self, token: int, *, special: bool = False) -> bytes:
         """The token's bytes (control tokens are empty unless `special`)."""
-        if not special and token in self._pieces:
-            return self._pieces[token]
-        buf = ctypes.create_string_buffer(64)
-        n = llama_cpp.llama_token_to_piece(self._vocab, token, buf, 64, 0, special)
-        if n < 0:
-            buf = ctypes.create_string_buffer(-n)
-            n = llama_cpp.llama_token_to_piece(self._vocab, token, buf, -n, 0, special)
-        piece = buf.raw[:n]
-        if not special:
-            self._pieces[token] = piece
-        return piece
+        return self.model.token_bytes(token, special=special)
 
     def detokenize(self, tokens: list[int]) -> str:
         return b"".join(self.token_bytes(t) for t in tokens).decode("utf-8", errors="replace")
 
     def is_end_of_generation(self, token: int) -> bool:
-        return bool(llama_cpp.llama_vocab_is_eog(self._vocab, token))
+        return self.model.is_end_of_generation(token)
 
     def prompt_tokens(self, prompt: str, *, chat: bool, system: str | None = None) -> list[int]:
         """The tokens the model sees: the model's chat template around `prompt`, or raw text."""
         if not chat:
             return self.tokenize(prompt)
-        bos = llama_cpp.llama_vocab_bos(self._vocab)
-        eos = llama_cpp.llama_vocab_eos(self._vocab)
-        text = render_chat(
-            self.chat_template,
-            chat_messages(prompt, system),
-            bos_token=self.token_bytes(bos, special=True).decode(errors="replace") if bos >= 0
-            else "",
-            eos_token=self.token_bytes(eos, special=True).decode(errors="replace") if eos >= 0
-            else "",
-        )
+        return self.chat_tokens(chat_messages(prompt, system))
+
+    def chat_tokens(self, messages: list[dict[str, str]], *,
+                    add_generation_prompt: bool = True) -> list[int]:
+        """The model's chat template around `messages`, rendered in the sandbox and tokenized
+        with special tokens parsed (as Hugging Face's apply_chat_template then tokenizer())."""
+        model = self.model
+        text = render_chat(self.chat_template, messages, bos_token=model.special_text(model.bos),
+                           eos_token=model.special_text(model.eos),
+                           add_generation_prompt=add_generation_prompt)
         tokens = self.tokenize(text)
-        if len(tokens) > 1 and tokens[0] == tokens[1] == bos:
+        if len(tokens) > 1 and tokens[0] == tokens[1] == model.bos:
             del tokens[0]  # the template wrote BOS and tokenize added another
         return tokens
+
+    def grammar_constraint(self, gbnf: str) -> Callable[[], Constraint]:
+        """A factory of per-sample grammar constraints; a grammar llama.cpp cannot parse is an
+        InvalidRequestError here, before any sample starts."""
+        try:
+            GrammarConstraint(self.model, gbnf).close()
+        except ValueError as error:
+            raise InvalidRequestError(f"the grammar is not valid GBNF ({error})") from None
+        return lambda: GrammarConstraint(self.model, gbnf)
 
     def forget_prompt(self) -> None:
         """Drop the cached prompt, so that the next run reads its prompt from scratch."""
@@ -494,16 +475,15 @@ class Engine:
                 yield seq.end("cancelled")
             yield RunEnd(RunStats(len(prompt), 0, time.perf_counter() - started))
             return
-        memory = llama_cpp.llama_get_memory(ctx)
         for seq in sequences[1:]:
-            llama_cpp.llama_memory_seq_cp(memory, 0, seq.index, -1, -1)
+            ctx.copy_sequence(0, seq.index)
 
         # Only the prompt is compute-bound enough for every core; a decode step of N tokens is
         # memory-bound, and spin-waiting threads on a busy machine (the GUI needs a core) made
         # steps 20x slower with 2 threads on 2 cores. llama.cpp picks n_threads_batch for any
         # batch of more than one token, so the steps get n_threads for both.
-        llama_cpp.llama_set_n_threads(ctx, self.n_threads, self.n_threads)
-        first = self._logits_row(ctx, -1)
+        ctx.set_threads(self.n_threads, self.n_threads)
+        first = ctx.logits(-1)
         rows = [first] * n
         live = sequences
         position = len(prompt)
@@ -512,27 +492,17 @@ class Engine:
         while live:
             still = []
             for seq, row in zip(live, rows, strict=True):
-                allowed = (row if seq.constraint is None
-                           else seq.constraint.apply(row, params.top_needed))
-                if seq.constraint is not None and not np.isfinite(allowed).any():
-                    yield seq.end("stop")  # the constraint allows nothing more
-                    continue
-                token, sampling_logprob = seq.sampler.sample(allowed)
-                if self.is_end_of_generation(token):
+                token, sampling_logprob = seq.draw(row, params.top_needed, self.model)
+                if token is None:
                     yield seq.end("stop")
                     continue
-                seq.sampler.accept(token)
-                if seq.constraint is not None:
-                    seq.constraint.accept(token)
                 new_tokens += 1
                 yield self._record(seq, token, row, sampling_logprob, params.top_logprobs)
-                cut = seq.find_stop(stops)
-                if cut is not None:
-                    yield seq.end("stop", cut)
-                elif len(seq.starts) >= params.max_tokens:
-                    yield seq.end("length")
-                else:
+                end = seq.finished(stops, params.max_tokens)
+                if end is None:
                     still.append(seq)
+                else:
+                    yield end
             live = still
             if not live:
                 break
@@ -553,23 +523,23 @@ class Engine:
             raise InvalidRequestError("teacher forcing needs at least one prompt token")
         self._check_fits(len(prompt), 1, max(len(tokens), 1))
         ctx = self._context(len(prompt) + len(tokens))
-        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(ctx), True)
+        ctx.clear()
         self._cached_prompt = []
-        llama_cpp.llama_set_n_threads(ctx, self.n_threads, self.n_threads_batch)
+        ctx.set_threads(self.n_threads, self.n_threads_batch)
         everything = prompt + tokens
         first = len(prompt) - 1  # the position whose logits predict tokens[0]
         for start in range(0, first, PROMPT_BATCH):  # the prompt, as generation reads it
             chunk = everything[start : min(start + PROMPT_BATCH, first)]
-            self._decode(ctx, [(t, start + i, 0, False) for i, t in enumerate(chunk)])
+            self._batch.decode(ctx, [(t, start + i, 0, False) for i, t in enumerate(chunk)])
         # The scored tokens go in small batches: llama.cpp's CPU attention switches to a tiled
         # kernel for 64 tokens or more, whose rounding would differ from generation's steps.
         seq = _Sequence(0, None)
         records: list[TokenRecord] = []
         for start in range(first, len(everything) - 1, FORCED_BATCH):
             chunk = everything[start : min(start + FORCED_BATCH, len(everything) - 1)]
-            self._decode(ctx, [(t, start + i, 0, True) for i, t in enumerate(chunk)])
+            self._batch.decode(ctx, [(t, start + i, 0, True) for i, t in enumerate(chunk)])
             for i in range(len(chunk)):
-                row = self._logits_row(ctx, i)
+                row = ctx.logits(i)
                 records.append(self._record(seq, everything[start + i + 1], row, math.nan,
                                             top_logprobs))
         return records
@@ -587,59 +557,34 @@ class Engine:
                 f"{prompt_tokens + max_tokens:,} but the context holds {self.n_ctx:,}"
             )
         total = prompt_tokens + n * max_tokens
-        if total > self._ctx_size:
+        if self._ctx is None or total > self._ctx.n_ctx:
             _check_memory(total * self.kv_bytes_per_token,
                           f"{n} samples of {max_tokens:,} tokens")
 
-    def _context(self, tokens: int) -> llama_cpp.llama_context_p:
+    def _context(self, tokens: int) -> LlamaContext:
         """A context with room for `tokens` KV cells, reused while it is big enough."""
-        if self._ctx is not None and self._ctx_size >= tokens:
+        if self._ctx is not None and self._ctx.n_ctx >= tokens:
             return self._ctx
         self._free_context()
         size = -(-tokens // 256) * 256
-        params = llama_cpp.llama_context_default_params()
-        params.n_ctx = size
-        params.n_batch = params.n_ubatch = min(PROMPT_BATCH, size)
-        params.n_seq_max = MAX_SAMPLES
-        params.kv_unified = True  # sequences share the prompt's cells and the whole context
-        params.n_threads = self.n_threads
-        params.n_threads_batch = self.n_threads_batch
-        params.no_perf = True
-        # Flash attention makes the logits independent of how tokens are batched. Without it,
-        # a token decoded beside others gets logprobs up to ~0.25 nats away from the same token
-        # decoded alone (measured on SmolLM2 Q4_1, CPU), so best-of-N samples, single runs and
-        # teacher-forced rescoring would disagree. llama-cpp-python's default is off: compare
-        # against it with flash_attn=True.
-        params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
-        mark = _log_mark()
-        ctx = llama_cpp.llama_init_from_model(self._model, params)
-        if not ctx:
-            raise ResourceError(
-                f"llama.cpp could not create a context of {size:,} tokens"
-                f" ({_log_since(mark).strip().splitlines()[-1:] or 'out of memory?'})"
-            )
-        self._ctx, self._ctx_size, self._cached_prompt = ctx, size, []
-        self._batch = llama_cpp.llama_batch_init(max(PROMPT_BATCH, MAX_SAMPLES), 0, 1)
-        self._finalizer.detach()
-        self._finalizer = weakref.finalize(self, _free, self._model, [ctx, self._batch])
-        return ctx
+        self._ctx = LlamaContext(self.model, n_ctx=size, n_batch=min(PROMPT_BATCH, size),
+                                 n_ubatch=min(PROMPT_BATCH, size), n_seq_max=MAX_SAMPLES,
+                                 n_threads=self.n_threads, n_threads_batch=self.n_threads_batch)
+        self._cached_prompt = []
+        return self._ctx
 
     def _free_context(self) -> None:
-        if self._ctx is None:
-            return
-        self._finalizer.detach()
-        _free(None, [self._ctx, self._batch])
-        self._ctx, self._batch, self._ctx_size = None, None, 0
-        self._finalizer = weakref.finalize(self, _free, self._model, [None, None])
+        if self._ctx is not None:
+            self._ctx.close()
+            self._ctx = None
 
-    def _reuse_prefix(self, ctx: llama_cpp.llama_context_p, prompt: list[int]) -> int:
+    def _reuse_prefix(self, ctx: LlamaContext, prompt: list[int]) -> int:
         """Keep the KV cells of the longest prefix that the last prompt shares with this one.
 
         Running the same prompt again (another seed, other settings) is the common case, and
         re-reading a long prompt costs more than sampling a short answer. The last prompt token
         is always decoded again, for its logits. Returns how many prompt tokens are reused.
         """
-        memory = llama_cpp.llama_get_memory(ctx)
         common = 0
         for cached, wanted in zip(self._cached_prompt, prompt, strict=False):
             if cached != wanted:
@@ -648,46 +593,36 @@ class Engine:
         common = min(common, len(prompt) - 1)
         self._cached_prompt = []
         if common == 0:
-            llama_cpp.llama_memory_clear(memory, True)
+            ctx.clear()
             return 0
-        llama_cpp.llama_memory_seq_keep(memory, 0)
-        llama_cpp.llama_memory_seq_rm(memory, 0, common, -1)
+        ctx.keep_only(0)
+        ctx.remove(0, common)
         return common
 
     def _decode_prompt(
         self,
-        ctx: llama_cpp.llama_context_p,
+        ctx: LlamaContext,
         prompt: list[int],
         start: int,
         cancelled: Callable[[], bool],
     ) -> bool:
         """Decode prompt[start:] on sequence 0, with logits for the last token only."""
-        llama_cpp.llama_set_n_threads(ctx, self.n_threads, self.n_threads_batch)
+        ctx.set_threads(self.n_threads, self.n_threads_batch)
         for first in range(start, len(prompt), PROMPT_BATCH):
             if cancelled():
                 return False
             chunk = prompt[first : first + PROMPT_BATCH]
             last = first + len(chunk) == len(prompt)
-            self._decode(ctx, [(t, first + i, 0, last and i == len(chunk) - 1)
+            self._batch.decode(ctx, [(t, first + i, 0, last and i == len(chunk) - 1)
                                for i, t in enumerate(chunk)])
         self._cached_prompt = list(prompt)
         return True
 
-    def _decode_step(
-        self, ctx: llama_cpp.llama_context_p, live: list[_Sequence], position: int
-    ) -> list[np.ndarray]:
-        self._decode(ctx, [(seq.sampler.history[-1], position, seq.index, True)
-                           for seq in live])
-        return [self._logits_row(ctx, j) for j in range(len(live))]
-
-    def _decode(self, ctx: llama_cpp.llama_context_p,
-                entries: list[tuple[int, int, int, bool]]) -> None:
-        decode(ctx, self._batch, entries)
-
-    def _logits_row(self, ctx: llama_cpp.llama_context_p, index: int) -> np.ndarray:
-        """A view of one output's logits; valid until the next decode."""
-        pointer = llama_cpp.llama_get_logits_ith(ctx, index)
-        return np.ctypeslib.as_array(pointer, shape=(self.n_vocab,))
+    def _decode_step(self, ctx: LlamaContext, live: list[_Sequence],
+                     position: int) -> list[np.ndarray]:
+        self._batch.decode(ctx, [(seq.sampler.history[-1], position, seq.index, True)
+                                 for seq in live])
+        return [ctx.logits(j) for j in range(len(live))]
 
     def _record(
         self, seq: _Sequence, token: int, row: np.ndarray, sampling_logprob: float, k: int
@@ -712,24 +647,6 @@ class Engine:
         )
 
 
-def decode(ctx: llama_cpp.llama_context_p, batch: llama_cpp.llama_batch,
-           entries: list[tuple[int, int, int, bool]]) -> None:
-    """One llama_decode of (token, position, sequence, wants logits) entries, through `batch`
-    (from llama_batch_init, large enough); a full KV cache is a ResourceError."""
-    for i, (token, pos, seq, logits) in enumerate(entries):
-        batch.token[i] = token
-        batch.pos[i] = pos
-        batch.n_seq_id[i] = 1
-        batch.seq_id[i][0] = seq
-        batch.logits[i] = logits
-    batch.n_tokens = len(entries)
-    code = llama_cpp.llama_decode(ctx, batch)
-    if code == 1:
-        raise ResourceError("the context is full: no room left in the KV cache")
-    if code != 0:
-        raise PlaygroundError(f"llama.cpp failed to decode (error {code})")
-
-
 class _Sequence:
     """One sample's decoding state: its sampler and the bytes and characters produced so far."""
 
@@ -742,6 +659,31 @@ class _Sequence:
         self.starts: list[int] = []
         """Byte offset where each kept token begins."""
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def draw(self, row: np.ndarray, top_needed: int,
+             model: LlamaModel) -> tuple[int | None, float]:
+        """Draw the next token from `row` and accept it: (token, its sampling logprob), or
+        (None, nan) where the sample ends instead (end of generation, or a constraint that
+        allows nothing more)."""
+        allowed = row if self.constraint is None else self.constraint.apply(row, top_needed)
+        if self.constraint is not None and not np.isfinite(allowed).any():
+            return None, math.nan
+        token, sampling_logprob = self.sampler.sample(allowed)
+        if model.is_end_of_generation(token):
+            return None, math.nan
+        self.sampler.accept(token)
+        if self.constraint is not None:
+            self.constraint.accept(token)
+        return token, sampling_logprob
+
+    def finished(self, stops: list[bytes], max_tokens: int) -> SampleEnd | None:
+        """How the sample ends after its last token (a stop string, the length), or None."""
+        cut = self.find_stop(stops)
+        if cut is not None:
+            return self.end("stop", cut)
+        if len(self.starts) >= max_tokens:
+            return self.end("length")
+        return None
 
     def push(self, piece: bytes) -> str:
         """Append a token's bytes; return the characters it completes."""
@@ -769,13 +711,3 @@ class _Sequence:
         # so that the text stays the join of the tokens' texts.
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         return decoder.decode(bytes(self.produced[:end]), final=False)
-
-
-def _free(model: llama_cpp.llama_model_p | None, handles: list) -> None:
-    ctx, batch = handles
-    if batch is not None:
-        llama_cpp.llama_batch_free(batch)
-    if ctx is not None:
-        llama_cpp.llama_free(ctx)
-    if model is not None:
-        llama_cpp.llama_model_free(model)

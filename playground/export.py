@@ -9,6 +9,9 @@ sha256 of the file), the sampling parameters and the sample's own seed.
 - "labelstudio-pairwise": Label Studio tasks comparing two samples of a prompt.
 - "labelstudio-ranking": Label Studio tasks ranking all N samples of a prompt.
 - "argilla": Argilla (v2) records with the model's ranking as a suggestion.
+The Label Studio formats write their labeling config beside the tasks, and Argilla its dataset
+settings beside the records (`sidecar_path`). A score given by a reward model names it (file,
+sha256, kind, rubric) in every format.
 
 Why the JSON Lines look the way they do: `datasets` reads a file in chunks of about 10 MB, takes
 the column types from the first chunk and casts every later chunk to them. A column that is null,
@@ -33,7 +36,10 @@ Round trip: `read_jsonl(export of runs with include_tokens=True)` gives Runs equ
 exported, except that a system prompt or licence of "" comes back as None (the same thing to the
 app), non-finite floats come back as above, and a vote's voters, unparsed samples and groups are
 derived again from the per-sample answers exactly as `majority_vote` builds them. Run ids, creation
-times, tags and stars are not part of a Run: the import gives the runs new ids.
+times, tags and stars are not part of a Run: the import gives the runs new ids. An export without
+`include_tokens` comes back without tokens, and each sample keeps the logprob scores its line
+carries (in `Sample.scores`, under their method names), so that it ranks and exports again as
+it did.
 """
 
 from __future__ import annotations
@@ -42,24 +48,33 @@ import csv
 import itertools
 import json
 import math
-import os
 import random
+import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from playground.errors import Cancelled, PlaygroundError
+from playground.files import output_file
 from playground.gguf_file import ModelInfo
-from playground.records import Alternative, Run, RunStats, Sample, TokenRecord
+from playground.records import (
+    Alternative,
+    RewardModelIdentity,
+    Run,
+    RunStats,
+    Sample,
+    TokenRecord,
+)
 from playground.sampling import SamplingParams
 from playground.scoring import LOGPROB_SCORES, Answer, Ranking, Vote, vote_of
 
 if TYPE_CHECKING:  # the store needs nothing from here; only the hints name it
     from playground.store import Store
 
-JSONL_FORMAT = "sampling-playground.sample/1"
-"""The value of every JSON line's "format" key; the number changes when the layout does."""
+JSONL_FORMAT = "sampling-playground.sample/2"
+"""The value of every JSON line's "format" key; the number changes when the layout does.
+Version 2 added each score's `reward_model`; version 1 files still import."""
 
 
 class ExportError(PlaygroundError):
@@ -90,6 +105,17 @@ PAIR_MODES = ("best-vs-worst", "all-pairs")
 pair of samples up to `max_pairs` per run."""
 
 
+def sidecar_path(path: Path | str, fmt: str) -> Path | None:
+    """The file that goes beside an export of format `fmt` to `path`, or None: the Argilla
+    dataset settings (`NAME.settings.json`), the Label Studio labeling config
+    (`NAME.label_config.xml`)."""
+    suffix = _SIDECAR_SUFFIX.get(fmt)
+    path = Path(path)
+    if suffix is None or (path.exists() and not path.is_file()):
+        return None  # a stream (a FIFO, /dev/stdout) has no folder to put it beside
+    return path.with_name(path.stem + suffix)
+
+
 def export_runs(
     runs: Sequence[Run],
     run_ids: Sequence[int] | None,
@@ -112,8 +138,12 @@ def export_runs(
     `ranking` names the ranking that pairwise, ranking and Argilla exports
     follow: the run's own when it has one, else computed on a copy (the runs are not changed).
     `progress(done, total)` is called after each run; when `cancel()` returns True the export
-    stops, the file is not created, and `Cancelled` is raised. The file appears only when
-    complete (written beside it, then renamed).
+    stops, the file is not created, and `Cancelled` is raised. A regular file appears only
+    when complete, after its sidecar (see `sidecar_path`); a FIFO, a device or a symlink is
+    written through (see `files.output_file`), without a sidecar.
+    Raises ExportError when the runs do not make a single record of the format: a pairwise
+    export without one run of two samples, an Argilla export of runs with different numbers of
+    samples or of one sample.
     """
     if fmt not in FORMATS:
         raise ExportError(f"unknown export format {fmt!r}; expected one of: {', '.join(FORMATS)}")
@@ -128,10 +158,11 @@ def export_runs(
         raise ExportError("run_ids and model_sha256 must give one value per run")
     if fmt in ("labelstudio-pairwise", "labelstudio-ranking", "argilla"):
         _check_ranking(runs, ranking)
-    path = Path(path)
     items = [_Item(i, run, sha or "") for i, run, sha in zip(ids, runs, hashes, strict=True)]
+    _check_shape(fmt, items)
+    path = Path(path)
     writer = _WRITERS[fmt]
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    sidecar = sidecar_path(path, fmt)
 
     def each() -> Iterator[_Item]:
         for done, item in enumerate(items):
@@ -144,16 +175,22 @@ def export_runs(
     options = _Options(include_tokens, ranking, pair_mode, max_pairs)
     try:
         # backslashreplace: a lone surrogate (not UTF-8) is written as a JSON escape instead.
-        with temporary.open("w", encoding="utf-8", errors="backslashreplace", newline="") as f:
+        with output_file(path, encoding="utf-8", errors="backslashreplace", newline="") as f:
             count = writer(f, items, each(), options)
-        os.replace(temporary, path)
+            if sidecar is not None:
+                _write_whole(sidecar, _SIDECARS[fmt](items))
     except OSError as error:
-        temporary.unlink(missing_ok=True)
         raise ExportError(f"cannot write {path}: {error.strerror or error}") from None
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
     return count
+
+
+def _write_whole(path: Path, text: str) -> None:
+    """Write `text` to `path` so that the file appears only when complete."""
+    try:
+        with output_file(path, encoding="utf-8") as f:
+            f.write(text)
+    except OSError as error:
+        raise ExportError(f"cannot write {path}: {error.strerror or error}") from None
 
 
 def export_stored(store: Store, run_ids: Sequence[int], fmt: str, path: Path | str,
@@ -189,6 +226,37 @@ def _check_ranking(runs: Sequence[Run], method: str) -> None:
         return
     known = ", ".join(sorted({*LOGPROB_SCORES, "vote", *stored}))
     raise ExportError(f"unknown ranking {method!r}; expected one of: {known}")
+
+
+def _check_shape(fmt: str, items: list[_Item]) -> None:
+    """Refuse, before anything is written, runs that would make no valid record."""
+    if not items:
+        raise ExportError("no runs to export")
+    if fmt == "labelstudio-pairwise" and not any(len(i.run.samples) >= 2 for i in items):
+        raise ExportError(f"no pairs to compare: {_runs_named(items)} "
+                          f"{'has' if len(items) == 1 else 'have'} fewer than 2 samples, and "
+                          "a pair needs 2 samples of one run")
+    if fmt == "argilla":
+        # An Argilla dataset has one set of fields and a RankingQuestion needs 2 options at
+        # least; a submitted ranking must place every option, so no record can lack one.
+        small = [i for i in items if len(i.run.samples) < 2]
+        if small:
+            raise ExportError(f"nothing to rank in {_runs_named(small)}: an Argilla ranking "
+                              "needs at least 2 samples")
+        sizes: dict[int, list[_Item]] = {}
+        for item in items:
+            sizes.setdefault(len(item.run.samples), []).append(item)
+        if len(sizes) > 1:
+            groups = "; ".join(f"{n} samples: {_runs_named(group)}"
+                               for n, group in sorted(sizes.items()))
+            raise ExportError("an Argilla dataset has one field per response, so its runs need "
+                              f"the same number of samples; export these separately ({groups})")
+
+
+def _runs_named(items: list[_Item]) -> str:
+    ids = [str(i.run_id) for i in items]
+    shown = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
+    return f"run{'s' if len(ids) > 1 else ''} {shown}"
 
 
 def _ranking_of(run: Run, method: str) -> Ranking:
@@ -246,7 +314,7 @@ def sample_record(
     run: Run, run_id: int, sample: Sample, *, include_tokens: bool = False, sha256: str = ""
 ) -> dict[str, Any]:
     """One JSON line: a sample with everything needed to reproduce it (see the module doc)."""
-    computed = {m: fn(sample.logprobs) for m, fn in LOGPROB_SCORES.items()}
+    computed = sample.logprob_scores()
     record: dict[str, Any] = {
         "format": JSONL_FORMAT,
         "run_id": run_id,
@@ -274,7 +342,8 @@ def sample_record(
 
 def _score_entries(run: Run, sample: Sample, computed: dict[str, float]) -> list[dict[str, Any]]:
     """Computed logprob scores, then stored ones, then rankings by anything else (e.g. vote);
-    each with the sample's place (1 = best, 0 = not ranked) and score in that ranking."""
+    each with the sample's place (1 = best, 0 = not ranked) and score in that ranking, and the
+    reward model that gave it (every field "" for a score no reward model gave)."""
     places = {
         method: {index: (place + 1, score)
                  for place, (index, score) in enumerate(zip(r.order, r.scores, strict=True))}
@@ -286,18 +355,30 @@ def _score_entries(run: Run, sample: Sample, computed: dict[str, float]) -> list
         ranked = name not in seen and sample.index in places.get(name, {})
         place, score = places[name][sample.index] if ranked else (0, 0.0)
         seen.add(name)
+        identity = run.reward_models.get(name)
         entries.append({"name": name, "source": source, "value": _num(value), "rank": place,
-                        "rank_score": _num(score)})
+                        "rank_score": _num(score),
+                        "reward_model": identity.to_json() if identity else _NO_REWARD_MODEL})
 
     seen: set[str] = set()
     for name, value in computed.items():
         add(name, "computed", value)
     for name, value in sample.scores.items():
-        add(name, "stored", value)
+        if name not in computed:  # a logprob score kept by an import is written once
+            add(name, "stored", value)
     for name in run.rankings:
         if name not in seen:
             add(name, "ranking", places[name].get(sample.index, (0, math.nan))[1])
     return entries
+
+
+_NO_REWARD_MODEL = {f.name: "" for f in fields(RewardModelIdentity)}
+
+
+def reward_models_record(run: Run) -> dict[str, dict[str, str]]:
+    """Which reward model gave each stored score, by score name, for the formats that carry it
+    as one object (Label Studio, Argilla metadata)."""
+    return {name: identity.to_json() for name, identity in run.reward_models.items()}
 
 
 def _vote_record(vote: Vote | None, index: int) -> dict[str, Any]:
@@ -359,13 +440,15 @@ def _write_jsonl(f: IO[str], items: list[_Item], each: Iterator[_Item],
 def _write_csv(f: IO[str], items: list[_Item], each: Iterator[_Item],
                options: _Options) -> int:
     stored = list(dict.fromkeys(name for item in items for s in item.run.samples
-                                for name in s.scores))
+                                for name in s.scores if name not in LOGPROB_SCORES))
+    judged = list(dict.fromkeys(name for item in items for name in item.run.reward_models))
     methods = list(dict.fromkeys(name for item in items for name in item.run.rankings))
     header = [
         "run_id", "sample_index", "n_samples", "prompt", "chat", "system", "response",
         "finish_reason", "seed", "n_tokens",
         *(m.replace("-", "_") for m in LOGPROB_SCORES),
         *(f"score:{name}" for name in stored),
+        *(f"reward_model:{name}" for name in judged),
         *(f"rank:{method}" for method in methods),
         "vote_answer", "model_name", "model_path", "model_sha256",
         "temperature", "top_k", "top_p", "min_p", "repeat_penalty", "repeat_last_n",
@@ -386,8 +469,10 @@ def _write_csv(f: IO[str], items: list[_Item], each: Iterator[_Item],
             out.writerow([
                 run_id, s.index, len(run.samples), run.prompt, run.chat, run.system or "",
                 s.text, s.finish_reason or "", s.seed, len(s.tokens),
-                *(_cell(fn(s.logprobs)) for fn in LOGPROB_SCORES.values()),
+                *(_cell(v) for v in s.logprob_scores().values()),
                 *(_cell(s.scores[name]) if name in s.scores else "" for name in stored),
+                *(_dump(run.reward_models[name].to_json()) if name in run.reward_models else ""
+                  for name in judged),
                 *(places.get(m, {}).get(s.index, "") for m in methods),
                 answer.value if answer else "", run.model.name, run.model.path,
                 item.sha256,
@@ -415,8 +500,28 @@ def _cell(value: float) -> str | float:
 # - llm-ranker/config.yml, "LLM Ranker": <Text name="task" value="$task"/>, <Text name="prompt"
 #   value="$prompt"/>, <List name="answers" value="$items"/> with <Ranker name="rank"
 #   toName="answers"/>, items being {"id", "title", "body"} (llm-ranker/example.json).
-# Other data keys (run, samples, seeds, model, parameters, the model's preference) ride along for
-# reproduction and analysis; the templates ignore them.
+# Other data keys (run, samples, seeds, model, parameters, reward models, the model's preference)
+# ride along for reproduction and analysis; the templates ignore them. Each export ships its
+# labeling config beside the tasks (`sidecar_path`): the template's tags, without its styling.
+
+LABELSTUDIO_PAIRWISE_CONFIG = """<View>
+  <Header value="Prompt"/>
+  <Text name="prompt" value="$prompt"/>
+  <Header value="Which answer is better? Click it."/>
+  <Pairwise name="comparison" toName="answer1,answer2"/>
+  <Text name="answer1" value="$answer1"/>
+  <Text name="answer2" value="$answer2"/>
+</View>
+"""
+LABELSTUDIO_RANKING_CONFIG = """<View>
+  <Header value="Task"/>
+  <Text name="task" value="$task"/>
+  <Header value="Prompt"/>
+  <Text name="prompt" value="$prompt"/>
+  <List name="answers" value="$items" title="Answers"/>
+  <Ranker name="rank" toName="answers"/>
+</View>
+"""
 
 
 def _task_common(item: _Item, ranking: Ranking) -> dict[str, Any]:
@@ -428,6 +533,7 @@ def _task_common(item: _Item, ranking: Ranking) -> dict[str, Any]:
         "model": model_identity(run, item.sha256),
         "params": params_record(run.params),
         "ranking_method": ranking.method,
+        "reward_models": reward_models_record(run),
     }
 
 
@@ -505,11 +611,49 @@ def _write_labelstudio_ranking(f: IO[str], items: list[_Item], each: Iterator[_I
 # The record layout is Argilla 2's own JSON export (argilla-io/argilla,
 # argilla/src/argilla/records/_resource.py, Record.to_dict / from_dict, read back by
 # `dataset.records.from_json`): {"id", "fields", "metadata", "suggestions": {question_name:
-# {"value", "score", "agent"}}, "responses", "vectors"}. The dataset it goes into needs text
-# fields "prompt" and "response_1".."response_N" and a RankingQuestion "ranking" whose values are
-# those response names; a RankingQuestion suggestion's value is the option names best first and
-# its score one float per option (argilla/src/argilla/suggestions.py). A score that is not finite
-# (an empty sample's logprob score) is written as null.
+# {"value", "score", "agent"}}, "responses", "vectors"}. The dataset settings go beside it, in
+# the form `rg.Settings.from_json` reads (argilla/src/argilla/settings/_resource.py, serialize):
+# text fields "prompt" and "response_1".."response_N", all required, and a RankingQuestion
+# "ranking" whose options are those response names; so all the runs of one export have N
+# samples (see `_check_shape`).
+#
+# What the server accepts (argilla-server 2.8: api/schemas/v1/suggestions.py SuggestionCreate,
+# validators/suggestions.py, validators/records.py, api/schemas/v1/questions.py): a suggestion's
+# agent matches `^[a-zA-Z0-9-_:\.\/\s]*[a-zA-Z0-9][a-zA-Z0-9-_:\.\/\s]*$` and is at most 200
+# characters (letters, digits and - _ : . / and spaces, at least one letter or digit); a
+# ranking suggestion's value lists options of the question, each once, and its score is one float
+# in [0, 1] per item; a record has a value for every required field and no other field; a
+# RankingQuestion has 2 to 50 options. Ranking scores (log-probabilities, rewards) are mapped into
+# [0, 1] by `unit_scores`; the raw ones ride along in the metadata.
+
+ARGILLA_QUESTION = "ranking"
+_AGENT_CHARACTER = re.compile(r"[^a-zA-Z0-9\-_:./ ]")
+_AGENT_MAX_LENGTH = 200
+
+
+def unit_scores(scores: Sequence[float]) -> list[float]:
+    """Scores mapped into [0, 1], higher still better: unchanged when all already lie there
+    (vote shares, probabilities), else (s - min) / (max - min) over the finite ones, with -inf
+    and NaN (an empty or unscored sample) at 0, +inf at 1, and all-equal scores at 1."""
+    if all(0.0 <= s <= 1.0 for s in scores):  # False for NaN
+        return [float(s) for s in scores]
+    finite = [s for s in scores if math.isfinite(s)]
+    low, high = (min(finite), max(finite)) if finite else (0.0, 0.0)
+
+    def unit(s: float) -> float:
+        if math.isnan(s) or s == -math.inf:
+            return 0.0
+        if s == math.inf or high == low:
+            return 1.0
+        return (s - low) / (high - low)
+
+    return [unit(s) for s in scores]
+
+
+def argilla_agent(method: str, model_name: str) -> str:
+    """Who made the suggestion, in the characters Argilla allows."""
+    agent = _AGENT_CHARACTER.sub("-", f"sampling-playground {method} {model_name}")
+    return agent[:_AGENT_MAX_LENGTH]
 
 
 def argilla_record(run: Run, run_id: int, ranking: Ranking, sha256: str = "") -> dict[str, Any]:
@@ -526,16 +670,48 @@ def argilla_record(run: Run, run_id: int, ranking: Ranking, sha256: str = "") ->
             "model_sha256": sha256,
             "params": json.dumps(params_record(run.params)),
             "seeds": json.dumps({f"response_{s.index + 1}": s.seed for s in run.samples}),
+            "ranking_method": ranking.method,
+            # The ranking's own scores, best first (null where not finite).
+            "ranking_scores": json.dumps([_num(s) for s in ranking.scores]),
+            "reward_models": json.dumps(reward_models_record(run)),
         },
         "suggestions": {
-            "ranking": {
+            ARGILLA_QUESTION: {
                 "value": [f"response_{i + 1}" for i in ranking.order],
-                "score": [_num(s) for s in ranking.scores],
-                "agent": f"sampling-playground {ranking.method} ({run.model.name})",
+                "score": unit_scores(ranking.scores),
+                "agent": argilla_agent(ranking.method, run.model.name),
             }
         },
         "responses": {},
         "vectors": {},
+    }
+
+
+def argilla_settings(n_samples: int) -> dict[str, Any]:
+    """The dataset the records go into, as `rg.Settings.from_json` reads it."""
+
+    def text_field(name: str, title: str) -> dict[str, Any]:
+        return {"name": name, "title": title, "required": True, "description": None,
+                "settings": {"type": "text", "use_markdown": False}}
+
+    names = [f"response_{i + 1}" for i in range(n_samples)]
+    return {
+        "guidelines": "Rank the responses to the prompt, best first. The suggestion is the "
+                      "model's own ranking (see each record's ranking_method).",
+        "questions": [{
+            "name": ARGILLA_QUESTION, "title": "Rank the responses, best first",
+            "description": None, "required": True,
+            "settings": {"type": "ranking", "options": [
+                {"value": name, "text": f"Response {i + 1}", "description": None}
+                for i, name in enumerate(names)]},
+        }],
+        "fields": [text_field("prompt", "Prompt"),
+                   *(text_field(name, f"Response {i + 1}") for i, name in enumerate(names))],
+        "vectors": [],
+        "metadata": [],
+        "allow_extra_metadata": True,
+        "distribution": {"strategy": "overlap", "min_submitted": 1},
+        "mapping": None,
     }
 
 
@@ -545,6 +721,18 @@ def _write_argilla(f: IO[str], items: list[_Item], each: Iterator[_Item],
                               item.sha256) for item in each]
     f.write(json.dumps(records, ensure_ascii=False, allow_nan=False, indent=1))
     return len(records)
+
+
+_SIDECAR_SUFFIX = {
+    "argilla": ".settings.json",
+    "labelstudio-pairwise": ".label_config.xml",
+    "labelstudio-ranking": ".label_config.xml",
+}
+_SIDECARS: dict[str, Callable[[list[_Item]], str]] = {
+    "argilla": lambda items: json.dumps(argilla_settings(len(items[0].run.samples)), indent=1),
+    "labelstudio-pairwise": lambda items: LABELSTUDIO_PAIRWISE_CONFIG,
+    "labelstudio-ranking": lambda items: LABELSTUDIO_RANKING_CONFIG,
+}
 
 
 _WRITERS: dict[str, Callable[[IO[str], list[_Item], Iterator[_Item], _Options], int]] = {
@@ -558,13 +746,19 @@ _WRITERS: dict[str, Callable[[IO[str], list[_Item], Iterator[_Item], _Options], 
 
 # ---------------------------------------------------------------------------------------------
 # Import
+#
+# A file is checked line by line against the layout `sample_record` writes (`_LINE`): every key
+# with its JSON type, integers within what the store holds, text that is valid Unicode. A line
+# that does not fit is refused with its number and the first thing wrong, and nothing is
+# imported: the whole file is read and checked before one transaction stores every run.
 
 
 def read_jsonl(path: Path | str) -> list[Run]:
     """The runs in a JSON Lines export, regrouped from its lines (in order of appearance).
 
     A run is the set of lines with the same run id and the same run-level fields; it must have
-    one line for each of its samples.
+    one line for each of its samples. Raises ExportError (with the line and the reason) for a
+    file that is empty or holds anything else.
     """
     path = Path(path)
     groups: dict[tuple, list[tuple[int, dict[str, Any]]]] = {}
@@ -573,47 +767,154 @@ def read_jsonl(path: Path | str) -> list[Run]:
             for number, line in enumerate(f, 1):
                 if not line.strip():
                     continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:
-                    raise ExportError(f"{path.name}, line {number}: not JSON") from None
-                if not isinstance(record, dict) or not str(record.get("format", "")).startswith(
-                    JSONL_FORMAT.split("/")[0]
-                ):
-                    raise ExportError(
-                        f"{path.name}, line {number}: not a Sampling Playground sample"
-                    )
-                try:
-                    key = _run_key(record)
-                except (KeyError, TypeError):
-                    raise ExportError(f"{path.name}, line {number}: a field is missing") from None
-                groups.setdefault(key, []).append((number, record))
+                record = _parse_line(line, f"{path.name}, line {number}")
+                groups.setdefault(_run_key(record), []).append((number, record))
     except OSError as error:
         raise ExportError(f"cannot read {path}: {error.strerror or error}") from None
     except UnicodeDecodeError:
         raise ExportError(f"{path.name} is not UTF-8 text") from None
+    if not groups:
+        raise ExportError(f"{path.name} has no samples to import (it is empty)")
     runs = []
     for lines in groups.values():
         try:
-            runs.append(_run_from_lines([record for _, record in lines]))
-        except (KeyError, TypeError, ValueError, IndexError) as error:
-            first = lines[0][0]
-            why = str(error) if isinstance(error, _ImportProblem) else "a field is missing or wrong"
-            raise ExportError(f"{path.name}, run starting at line {first}: {why}") from None
+            runs.append(_run_from_lines(lines))
+        except _ImportProblem as problem:
+            raise ExportError(f"{path.name}, {problem}") from None
     return runs
 
 
 def import_jsonl(path: Path | str, store: Store) -> list[int]:
     """Add the runs of a JSON Lines export to `store`; returns their new ids.
 
-    Nothing is added when the file has a problem: it is read whole before the first run is
-    stored.
+    All or nothing: the file is read and checked whole, then every run is stored in one
+    transaction.
     """
-    return [store.save(run) for run in read_jsonl(path)]
+    return store.save_all(read_jsonl(path))
 
 
 class _ImportProblem(ValueError):
-    pass
+    """What is wrong with a line (or a run), starting with where: "line 3: ..."."""
+
+
+def _parse_line(line: str, where: str) -> dict[str, Any]:
+    def no_constant(name: str) -> None:
+        raise ValueError(f"{name} is not JSON")
+
+    try:
+        record = json.loads(line, parse_constant=no_constant)
+    except RecursionError:
+        raise ExportError(f"{where}: not a Sampling Playground sample (nested too deeply)") \
+            from None
+    except ValueError as error:  # JSONDecodeError, NaN/Infinity
+        why = str(error) if "is not JSON" in str(error) else "not JSON"
+        raise ExportError(f"{where}: {why}") from None
+    if not isinstance(record, dict) or not isinstance(record.get("format"), str) or \
+            not record["format"].startswith(JSONL_FORMAT.split("/")[0] + "/"):
+        raise ExportError(f"{where}: not a Sampling Playground sample")
+    try:
+        _check(record, _LINE, "")
+    except _ImportProblem as problem:
+        raise ExportError(f"{where}: {problem}") from None
+    return record
+
+
+# Types a value must have: the JSON type, and for numbers the range the store can hold.
+_STR = "text"
+_TOKEN_STR = "token text"  # may hold a lone surrogate (a token that ends inside a character)
+_INT = "an integer"
+_ID = "a token id"
+_FLOAT = "a number or null"
+_BOOL = "true or false"
+_INT64 = 2**63
+_INT32 = 2**31
+
+
+def _optional(schema: Any) -> tuple[str, Any]:
+    return ("optional", schema)
+
+
+_TOKENS = {
+    "ids": [_ID], "texts": [_TOKEN_STR], "bytes_hex": [_STR], "logprobs": [_FLOAT],
+    "sampling_logprobs": [_FLOAT], "ranks": [_ID], "entropies": [_FLOAT], "top_ids": [[_ID]],
+    "top_texts": [[_TOKEN_STR]], "top_logprobs": [[_FLOAT]],
+}
+_MODEL_TYPES = {"str": _STR, "int": _INT, "bool": _BOOL}  # ModelInfo's annotations, as text
+_LINE: dict[str, Any] = {
+    "format": _STR, "run_id": _INT, "sample_index": _INT, "n_samples": _INT, "prompt": _STR,
+    "chat": _BOOL, "system": _STR, "response": _STR, "finish_reason": _STR, "seed": _INT,
+    "n_tokens": _INT, "scores": [{"name": _STR, "source": _STR, "value": _FLOAT, "rank": _INT,
+                "rank_score": _FLOAT,
+                "reward_model": _optional({f.name: _STR for f in fields(RewardModelIdentity)})}],
+    "vote": {"kind": _STR, "answer": _STR, "share": _FLOAT,
+             "sample_answer": {"kind": _STR, "value": _STR, "raw": _STR}},
+    # Fields added to ModelInfo since a file was written read None.
+    "model": {"name": _STR, "path": _STR, **{
+        f.name: _optional(_MODEL_TYPES.get(str(f.type), _STR))
+        for f in fields(ModelInfo) if f.name not in ("name", "path")}},
+    "params": {"temperature": _FLOAT, "top_k": _INT, "top_p": _FLOAT, "min_p": _FLOAT,
+               "repeat_penalty": _FLOAT, "repeat_last_n": _INT, "seed": _INT,
+               "max_tokens": _INT, "stop_json": _STR, "top_logprobs": _INT},
+    "prompt_token_ids": [_ID],
+    "stats": {"finished": _BOOL, "prompt_tokens": _INT, "new_tokens": _INT,
+              "seconds": _FLOAT},
+    "tokens": _optional(_TOKENS),
+}
+_JSON_TYPE = {dict: "an object", list: "a list", str: "text", bool: "true or false",
+              int: "an integer", float: "a number", type(None): "null"}
+
+
+def _check(value: Any, schema: Any, where: str) -> None:
+    """Raise _ImportProblem naming the first place (e.g. "scores[2].value") where `value` does
+    not fit `schema`: a dict of keys (extra keys are ignored), a one-item list (every item), or
+    one of the type names above."""
+    if isinstance(schema, tuple):
+        schema = schema[1]
+    if isinstance(schema, dict):
+        if not isinstance(value, dict):
+            raise _ImportProblem(f"{where or 'the line'} should be an object, not "
+                                 f"{_JSON_TYPE[type(value)]}")
+        for key, inner in schema.items():
+            place = f"{where}.{key}" if where else key
+            if key in value:
+                _check(value[key], inner, place)
+            elif not isinstance(inner, tuple):
+                raise _ImportProblem(f"{place} is missing")
+        return
+    if isinstance(schema, list):
+        if not isinstance(value, list):
+            raise _ImportProblem(f"{where} should be a list, not {_JSON_TYPE[type(value)]}")
+        for i, item in enumerate(value):
+            _check(item, schema[0], f"{where}[{i}]")
+        return
+    _check_scalar(value, schema, where)
+
+
+def _check_scalar(value: Any, schema: str, where: str) -> None:
+    kind = type(value)
+    if schema in (_STR, _TOKEN_STR):
+        ok = kind is str
+        if ok and schema == _STR and _has_lone_surrogate(value):
+            raise _ImportProblem(f"{where} is not valid Unicode (a lone surrogate)")
+    elif schema == _FLOAT:
+        ok = kind in (int, float, type(None))
+    elif schema == _BOOL:
+        ok = kind is bool
+    else:
+        ok = kind is int
+        low, high = (0, _INT32) if schema == _ID else (-_INT64, _INT64)
+        if ok and not low <= value < high:
+            raise _ImportProblem(f"{where} is out of range ({value})")
+    if not ok:
+        raise _ImportProblem(f"{where} should be {schema}, not {_JSON_TYPE[kind]}")
+
+
+def _has_lone_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _run_key(r: dict[str, Any]) -> tuple:
@@ -624,22 +925,29 @@ def _run_key(r: dict[str, Any]) -> tuple:
     )
 
 
-def _run_from_lines(lines: list[dict[str, Any]]) -> Run:
-    first = lines[0]
+def _run_from_lines(lines: list[tuple[int, dict[str, Any]]]) -> Run:
+    first_line, first = lines[0]
     n = first["n_samples"]
-    by_index = {}
-    for r in lines:
-        if r["sample_index"] in by_index:
-            raise _ImportProblem(f"sample {r['sample_index']} appears twice")
-        by_index[r["sample_index"]] = r
+    by_index: dict[int, tuple[int, dict[str, Any]]] = {}
+    for number, r in lines:
+        index = r["sample_index"]
+        if not 0 <= index < n:
+            raise _ImportProblem(f"line {number}: sample_index {index} is not in 0..{n - 1} "
+                                 f"(n_samples is {n})")
+        if index in by_index:
+            raise _ImportProblem(f"line {number}: sample {index} appears twice")
+        by_index[index] = (number, r)
     missing = sorted(set(range(n)) - set(by_index))
-    if missing or len(by_index) != n:
+    if missing:
         raise _ImportProblem(
-            f"it has {n} samples but lines for samples {', '.join(map(str, missing))} are missing"
+            f"run starting at line {first_line}: it has {n} samples but lines for samples "
+            f"{', '.join(map(str, missing))} are missing"
         )
-    records = [by_index[i] for i in range(n)]
-    samples = [_sample_from_line(r) for r in records]
+    numbered = [by_index[i] for i in range(n)]
+    records = [r for _, r in numbered]
+    samples = [_sample_from_line(number, r) for number, r in numbered]
     rankings: dict[str, list[tuple[int, int, float]]] = {}
+    reward_models: dict[str, RewardModelIdentity] = {}
     for r in records:
         seen: set[str] = set()
         for entry in r["scores"]:
@@ -649,16 +957,23 @@ def _run_from_lines(lines: list[dict[str, Any]]) -> Run:
                     (entry["rank"], r["sample_index"], _float_back(entry["rank_score"], name))
                 )
             seen.add(name)
+            identity = entry.get("reward_model", _NO_REWARD_MODEL)
+            if identity["kind"]:
+                reward_models[name] = RewardModelIdentity(**identity)
+    for name, places in rankings.items():
+        if sorted(place for place, _, _ in places) != list(range(1, len(places) + 1)):
+            raise _ImportProblem(f"run starting at line {first_line}: its places in the "
+                                 f"{name} ranking are not 1 to {len(places)}")
     stats = first["stats"]
     return Run(
         model=_model_back(first["model"]),
-        params=_params_back(first["params"]),
+        params=_params_back(first_line, first["params"]),
         prompt=first["prompt"],
         prompt_token_ids=list(first["prompt_token_ids"]),
         chat=first["chat"],
         system=first["system"] or None,
         samples=samples,
-        stats=RunStats(stats["prompt_tokens"], stats["new_tokens"], stats["seconds"])
+        stats=RunStats(stats["prompt_tokens"], stats["new_tokens"], float(stats["seconds"]))
         if stats["finished"] else None,
         rankings={
             name: Ranking(name, tuple(i for _, i, _ in sorted(places)),
@@ -666,20 +981,24 @@ def _run_from_lines(lines: list[dict[str, Any]]) -> Run:
             for name, places in rankings.items()
         },
         vote=_vote_back(records),
+        reward_models=reward_models,
     )
 
 
-def _sample_from_line(r: dict[str, Any]) -> Sample:
+def _sample_from_line(number: int, r: dict[str, Any]) -> Sample:
     index = r["sample_index"]
-    tokens = _tokens_back(index, r["tokens"]) if "tokens" in r else []
+    has_tokens = "tokens" in r
+    tokens = _tokens_back(number, index, r["tokens"]) if has_tokens else []
+    # Without token data the logprob scores cannot be computed again: the file's are kept.
+    kept = ("stored",) if has_tokens else ("stored", "computed")
     return Sample(
         index=index,
         seed=r["seed"],
         tokens=tokens,
         text=r["response"],
         finish_reason=r["finish_reason"] or None,
-        scores={e["name"]: _float_back(e["value"]) for e in r["scores"]
-                if e["source"] == "stored"},
+        scores={e["name"]: _float_back(e["value"], e["name"]) for e in r["scores"]
+                if e["source"] in kept},
     )
 
 
@@ -691,10 +1010,24 @@ def _float_back(value: float | None, method: str | None = None) -> float:
     return -math.inf if method in LOGPROB_SCORES else math.nan
 
 
-def _tokens_back(index: int, t: dict[str, Any]) -> list[TokenRecord]:
+def _tokens_back(number: int, index: int, t: dict[str, Any]) -> list[TokenRecord]:
+    n = len(t["ids"])
+    for key, values in t.items():
+        if key in _TOKENS and len(values) != n:
+            raise _ImportProblem(f"line {number}: tokens.{key} has {len(values)} items, "
+                                 f"tokens.ids {n}")
+    for i in range(n):
+        if not len(t["top_ids"][i]) == len(t["top_texts"][i]) == len(t["top_logprobs"][i]):
+            raise _ImportProblem(f"line {number}: the alternatives of token {i} have lists of "
+                                 "different lengths")
+    try:
+        token_bytes = [bytes.fromhex(h) for h in t["bytes_hex"]]
+    except ValueError:
+        raise _ImportProblem(f"line {number}: tokens.bytes_hex holds something that is not "
+                             "hexadecimal") from None
     return [
         TokenRecord(
-            sample=index, position=i, id=t["ids"][i], bytes=bytes.fromhex(t["bytes_hex"][i]),
+            sample=index, position=i, id=t["ids"][i], bytes=token_bytes[i],
             text=t["texts"][i], logprob=_float_back(t["logprobs"][i]),
             sampling_logprob=_float_back(t["sampling_logprobs"][i]), rank=t["ranks"][i],
             entropy=_float_back(t["entropies"][i]),
@@ -704,7 +1037,7 @@ def _tokens_back(index: int, t: dict[str, Any]) -> list[TokenRecord]:
                                        strict=True)
             ),
         )
-        for i in range(len(t["ids"]))
+        for i in range(n)
     ]
 
 
@@ -714,11 +1047,20 @@ def _model_back(m: dict[str, Any]) -> ModelInfo:
     return ModelInfo(**values)
 
 
-def _params_back(p: dict[str, Any]) -> SamplingParams:
+def _params_back(number: int, p: dict[str, Any]) -> SamplingParams:
     known = {f.name for f in fields(SamplingParams)}
     values = {k: v for k, v in p.items() if k in known}
-    values["stop"] = tuple(json.loads(p["stop_json"]))
-    return SamplingParams(**values)
+    try:
+        stop = json.loads(p["stop_json"])
+    except (ValueError, RecursionError):
+        stop = None
+    if not isinstance(stop, list) or not all(isinstance(x, str) for x in stop):
+        raise _ImportProblem(f"line {number}: params.stop_json should be a JSON list of texts")
+    values["stop"] = tuple(stop)
+    try:
+        return SamplingParams(**values).validate()
+    except PlaygroundError as error:
+        raise _ImportProblem(f"line {number}: params: {error}") from None
 
 
 def _vote_back(records: list[dict[str, Any]]) -> Vote | None:

@@ -7,7 +7,7 @@ where a stream becomes a run, for the CLI, the GUI and the store alike.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from playground.gguf_file import ModelInfo
@@ -17,7 +17,6 @@ from playground.scoring import (
     Ranking,
     Vote,
     majority_vote,
-    rank_by_logprob,
     rank_by_scores,
     rank_by_vote,
 )
@@ -126,16 +125,43 @@ class Sample:
     """'stop', 'length' or 'cancelled'; 'interrupted' when the store found it cut off by a
     crash; None while it is still being generated."""
     scores: dict[str, float] = field(default_factory=dict)
-    """Scores that cannot be recomputed from the tokens, e.g. 'reward'."""
+    """Scores that cannot be recomputed from the tokens, e.g. 'reward'. A sample imported
+    without its tokens keeps the logprob scores its file carried here too ('mean-logprob'...)."""
+    prefix: int = field(default=0, repr=False)
+    """Tokens the sample held before the engine's stream began (a forced branch continues after
+    its prefix); the stream's positions and text are its own and go after them."""
+
+    def add(self, event: TokenRecord | SampleEnd) -> None:
+        """Fold one of the engine's events for this sample."""
+        if isinstance(event, TokenRecord):
+            self.tokens.append(replace(event, position=self.prefix + event.position)
+                               if self.prefix else event)
+            self.text += event.text
+        else:
+            kept = self.tokens[: self.prefix + event.n_tokens]
+            # The end's text is the stream's final text (a stop string cut off, say).
+            self.text = "".join(t.text for t in kept[: self.prefix]) + event.text
+            self.tokens[:] = kept
+            self.finish_reason = event.finish_reason
 
     @property
     def logprobs(self) -> list[float]:
         return [t.logprob for t in self.tokens]
 
+    def logprob_scores(self) -> dict[str, float]:
+        """Each of LOGPROB_SCORES: computed from the tokens, or, for a sample that has no tokens
+        but was stored with that score (an import without token data), the stored value."""
+        return {
+            method: self.scores[method] if not self.tokens and method in self.scores
+            else fn(self.logprobs)
+            for method, fn in LOGPROB_SCORES.items()
+        }
+
     def all_scores(self) -> dict[str, float]:
-        """The logprob scores (computed from the tokens) and the stored ones, by JSON name."""
-        computed = {_json_name(m): fn(self.logprobs) for m, fn in LOGPROB_SCORES.items()}
-        return {**computed, **{_json_name(k): v for k, v in self.scores.items()}}
+        """The logprob scores and the stored ones, by JSON name."""
+        computed = self.logprob_scores()
+        stored = {k: v for k, v in self.scores.items() if k not in computed}
+        return {_json_name(k): v for k, v in {**computed, **stored}.items()}
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -156,6 +182,26 @@ def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
+@dataclass(frozen=True)
+class RewardModelIdentity:
+    """Which reward model gave a stored score: enough to find the model again and to tell
+    whether a file is still the same one."""
+
+    kind: str
+    """'score-head', 'reranker' or 'judge'."""
+    file: str
+    """The GGUF's path (for the judge, the instruct model it ran on)."""
+    sha256: str
+    """Of the file; "" when it could not be read."""
+    name: str
+    """The model's name, from its header."""
+    rubric: str = ""
+    """The judge's question, or a reranker's instruction; "" when it takes none."""
+
+    def to_json(self) -> dict[str, str]:
+        return asdict(self)
+
+
 @dataclass
 class Run:
     """One prompt, its parameters, and the N samples generated from it."""
@@ -172,6 +218,8 @@ class Run:
     rankings: dict[str, Ranking] = field(default_factory=dict)
     """Every ranking computed so far, by method."""
     vote: Vote | None = None
+    reward_models: dict[str, RewardModelIdentity] = field(default_factory=dict)
+    """Who gave each reward score, by its name in `Sample.scores` (e.g. 'reward')."""
 
     @classmethod
     def start(
@@ -191,17 +239,10 @@ class Run:
         return cls(model, params, prompt, prompt_token_ids, chat, system, samples)
 
     def add(self, event: Event) -> None:
-        if isinstance(event, TokenRecord):
-            sample = self.samples[event.sample]
-            sample.tokens.append(event)
-            sample.text += event.text
-        elif isinstance(event, SampleEnd):
-            sample = self.samples[event.sample]
-            del sample.tokens[event.n_tokens :]
-            sample.text = event.text
-            sample.finish_reason = event.finish_reason
-        else:
+        if isinstance(event, RunEnd):
             self.stats = event.stats
+        else:
+            self.samples[event.sample].add(event)
 
     @property
     def finished(self) -> bool:
@@ -214,7 +255,7 @@ class Run:
             self.vote = majority_vote([s.text for s in self.samples])
             ranking = rank_by_vote(self.vote)
         elif method in LOGPROB_SCORES:
-            ranking = rank_by_logprob([s.logprobs for s in self.samples], method)
+            ranking = rank_by_scores([s.logprob_scores()[method] for s in self.samples], method)
         else:
             ranking = rank_by_scores(
                 [s.scores.get(method, math.nan) for s in self.samples], method
@@ -234,4 +275,5 @@ class Run:
             "stats": self.stats.to_json() if self.stats else None,
             "rankings": {m: r.to_json() for m, r in self.rankings.items()},
             "vote": self.vote.to_json() if self.vote else None,
+            "reward_models": {k: v.to_json() for k, v in self.reward_models.items()},
         }

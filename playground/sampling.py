@@ -29,7 +29,19 @@ import numpy as np
 from playground.errors import InvalidRequestError
 
 if TYPE_CHECKING:
-    from playground.engine import Engine
+    from playground.handles import LlamaModel
+
+MIN_TEMPERATURE = 1e-6
+"""Below this a temperature is greedy (see `SamplingParams.validate`)."""
+MAX_SEED = 2**31 - 1
+"""Seeds are 0..2**31-1: what a fresh seed is drawn from, what the GUI's seed box holds, and,
+with seed + i per sample, far inside SQLite's 64-bit integers."""
+MAX_SCALE = 1e6
+"""The largest temperature and repetition penalty: logits are float32, and dividing or multiplying
+them by more could overflow to inf. At 1e6 every distribution is already uniform, or the penalty
+total, to within float rounding."""
+MAX_COUNT = 2**31 - 1
+"""The largest top-k, repeat-last-n and max tokens accepted (llama.cpp counts in int32)."""
 
 
 @dataclass(frozen=True)
@@ -58,20 +70,31 @@ class SamplingParams:
     """How many alternatives to record for every token."""
 
     def validate(self) -> SamplingParams:
-        checks = [
-            (self.temperature >= 0, "temperature must be 0 or more"),
-            (self.top_k >= 0, "top-k must be 0 (off) or more"),
-            (0 < self.top_p <= 1, "top-p must be in (0, 1]"),
-            (0 <= self.min_p <= 1, "min-p must be in [0, 1]"),
-            (self.repeat_penalty > 0, "repetition penalty must be positive"),
-            (self.repeat_last_n >= 0, "repeat-last-n must be 0 or more"),
-            (self.max_tokens >= 1, "max tokens must be at least 1"),
-            (0 <= self.top_logprobs <= 100, "top-logprobs must be between 0 and 100"),
-            (all(self.stop), "stop strings must not be empty"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise InvalidRequestError(message)
+        """These parameters as they will be used, or InvalidRequestError naming what is wrong.
+
+        The one check of a request, made before anything runs or is saved (the CLI, the engine,
+        the GUI and stored preferences all come through here). A temperature below
+        `MIN_TEMPERATURE` comes back as 0 (greedy): that is the limit the distribution tends to,
+        and dividing float32 logits by a subnormal such as 1e-320 overflows to inf and NaN.
+        """
+        _number(self.temperature, "temperature", 0, MAX_SCALE,
+                f"a number from 0 to {MAX_SCALE:g} (0 is greedy)")
+        _whole(self.top_k, "top-k", 0, MAX_COUNT, " (0 is off)")
+        _number(self.top_p, "top-p", 0, 1, "a number in (0, 1]", above=True)
+        _number(self.min_p, "min-p", 0, 1, "a number in [0, 1]")
+        _number(self.repeat_penalty, "repetition penalty", 0, MAX_SCALE,
+                f"a number above 0, at most {MAX_SCALE:g} (1 is off)", above=True)
+        _whole(self.repeat_last_n, "repeat-last-n", 0, MAX_COUNT)
+        if self.seed is not None:
+            _whole(self.seed, "seed", 0, MAX_SEED, " (leave it out for a fresh one)")
+        _whole(self.max_tokens, "max tokens", 1, MAX_COUNT)
+        _whole(self.top_logprobs, "top-logprobs", 0, 100)
+        if not isinstance(self.stop, tuple) or not all(isinstance(s, str) for s in self.stop):
+            raise InvalidRequestError("stop strings must be texts")
+        if not all(self.stop):
+            raise InvalidRequestError("stop strings must not be empty")
+        if 0 < self.temperature < MIN_TEMPERATURE:
+            return replace(self, temperature=0.0)
         return self
 
     def resolved(self) -> SamplingParams:
@@ -91,6 +114,29 @@ class SamplingParams:
 
     def to_json(self) -> dict:
         return {**self.__dict__, "stop": list(self.stop)}
+
+
+def _number(value: object, name: str, low: float, high: float, rule: str,
+            *, above: bool = False) -> None:
+    """A finite real number in [low, high] (in (low, high] when `above`)."""
+    try:
+        number = float(value) if isinstance(value, int | float) else math.nan
+    except OverflowError:  # an int beyond float's range
+        number = math.inf
+    ok = not isinstance(value, bool) and (number > low if above else number >= low)
+    if not ok or not number <= high:
+        raise InvalidRequestError(f"{name} must be {rule}, not {_shown(value)}")
+
+
+def _whole(value: object, name: str, low: int, high: int, hint: str = "") -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidRequestError(f"{name} must be a whole number from {low} to {high}{hint}, "
+                                  f"not {_shown(value)}")
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 30 else text[:27] + "..."
 
 
 PRESETS: dict[str, SamplingParams] = {
@@ -182,16 +228,15 @@ class GrammarConstraint:
     """How many of the most likely tokens `apply` checks first when sampling needs only the
     top few; checking the whole vocabulary costs about a millisecond per token."""
 
-    def __init__(self, engine: Engine, gbnf: str, root: str = "root") -> None:
-        # The vocabulary handle is private to the engine; the grammar must be built against
-        # the same vocabulary that produces the logits, so it is borrowed rather than reloaded.
+    def __init__(self, model: LlamaModel, gbnf: str, root: str = "root") -> None:
+        # Built against the vocabulary that produces the logits: the engine's own model.
         self._sampler = llama_cpp.llama_sampler_init_grammar(
-            engine._vocab, gbnf.encode(), root.encode()
+            model.vocab, gbnf.encode(), root.encode()
         )
         if not self._sampler:
             raise ValueError("llama.cpp could not parse the grammar (see its log)")
         self._finalizer = weakref.finalize(self, llama_cpp.llama_sampler_free, self._sampler)
-        self.n_vocab = engine.n_vocab
+        self.n_vocab = model.n_vocab
         # Laid out like llama_token_data {int32 id; float logit; float p}.
         self._data = np.zeros(
             self.n_vocab,

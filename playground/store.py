@@ -23,11 +23,15 @@ gives the same text for the same id over and over. 32 samples x 2048 tokens with
 take about 12 MB (tests/test_store.py measures it).
 
 The schema is versioned with `PRAGMA user_version`: `MIGRATIONS[i]` takes the file from version i
-to version i + 1, so adding version 2 is appending one function.
+to version i + 1, so adding a version is appending one function. Version 2 added which reward
+model gave each stored score (`Run.reward_models`).
 
 A file that is not an SQLite database, or a truncated one, is never written to: `Store()` raises
-`StoreDamagedError`, and `open_store()` moves the file aside (to `history.sqlite.damaged-<time>`,
-never overwriting anything) and starts an empty history, returning a one-line message to show.
+`StoreDamagedError`. `open_store()` also runs SQLite's quick check, which finds damage anywhere in
+the file; it moves a damaged file aside (to `history.sqlite.damaged-<time>`, never overwriting
+anything), copies every run that can still be read into a new history that takes its place, and
+returns a one-line message to show. A path that is not a regular file (a device, a FIFO, a
+directory) is refused, never opened as a database or renamed.
 """
 
 from __future__ import annotations
@@ -35,8 +39,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import sqlite3
 import struct
+import tempfile
 import threading
 import time
 import weakref
@@ -50,11 +56,13 @@ from typing import Any
 import numpy as np
 
 from playground.errors import PlaygroundError
+from playground.files import require_regular
 from playground.gguf_file import ModelInfo
 from playground.paths import data_dir
 from playground.records import (
     Alternative,
     Event,
+    RewardModelIdentity,
     Run,
     RunEnd,
     RunStats,
@@ -148,7 +156,12 @@ def _migrate_to_1(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_to_1]
+def _migrate_to_2(conn: sqlite3.Connection) -> None:
+    # Which reward model gave each stored score: {score name: RewardModelIdentity fields}.
+    conn.execute("ALTER TABLE runs ADD COLUMN reward_models_json TEXT NOT NULL DEFAULT '{}'")
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_to_1, _migrate_to_2]
 """MIGRATIONS[i] takes a file from schema version i to i + 1, inside one transaction."""
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -314,6 +327,14 @@ def _rankings_from_json(text: str) -> dict[str, Ranking]:
     }
 
 
+def _reward_models_json(identities: dict[str, RewardModelIdentity]) -> str:
+    return json.dumps({name: identity.to_json() for name, identity in identities.items()})
+
+
+def _reward_models_from_json(text: str) -> dict[str, RewardModelIdentity]:
+    return {name: RewardModelIdentity(**fields) for name, fields in json.loads(text).items()}
+
+
 def _vote_json(vote: Vote | None) -> str | None:
     if vote is None:
         return None
@@ -395,21 +416,35 @@ _OPEN_WRITERS_LOCK = threading.Lock()
 
 
 def open_store(path: Path | str | None = None) -> tuple[Store, str | None]:
-    """Open the history, setting a damaged file aside instead of failing.
+    """Open the history, checking it whole and recovering a damaged file instead of failing.
 
     Returns the store and, when the file had to be set aside, a one-line message for the user.
-    The damaged file (and its -wal and -shm companions) is renamed, never overwritten or
-    modified, so that nothing is lost for good; a new empty history takes its place.
+    SQLite's quick check reads every page, so damage anywhere is found here and not in the
+    middle of a later run (after which no run could be saved). The damaged file (and its -wal
+    and -shm companions) is renamed, never modified, so that nothing is lost for good; every
+    run that can still be read from it is copied into a fresh history that takes its place.
     """
     path = Path(path) if path is not None else default_path()
     try:
-        return Store(path), None
-    except StoreDamagedError as damaged:
-        kept = _set_aside(path)
         store = Store(path)
-        return store, (
-            f"{damaged} It was kept as {kept.name} and a new, empty history was started."
-        )
+    except StoreDamagedError as error:
+        damaged = str(error)
+    else:
+        problem = store.check()
+        if problem is None:
+            return store, None
+        store.close()
+        damaged = f"The history file {path.name} is damaged: {problem}."
+    real = Path(os.path.realpath(path))  # through a symlink: the file itself is set aside
+    kept = _set_aside(real)
+    try:
+        recovered = _recover(kept, real)
+    except (OSError, sqlite3.Error):  # no room for the copy, say: start empty, as before
+        recovered = 0
+    saved = ("a new, empty history was started (no run in it could be read)" if recovered == 0
+             else f"the {recovered} run{'s' * (recovered != 1)} that could still be read "
+                  "went into a new history")
+    return Store(path), f"{damaged.rstrip('.')}: it was kept as {kept}, and {saved}."
 
 
 def _set_aside(path: Path) -> Path:
@@ -427,6 +462,104 @@ def _set_aside(path: Path) -> Path:
             os.rename(companion, f"{target}{suffix}")
     os.rename(path, target)
     return target
+
+
+def _recover(damaged: Path, path: Path) -> int:
+    """Copy every run that can be read from the `damaged` file (untouched: a copy is read) into
+    a new history at `path`; returns how many runs it holds.
+
+    Table by table, rows are read in rowid order; a read that fails on a damaged page skips
+    ahead to the next rowid that reads. A run is kept only if it loads back whole, with all its
+    samples."""
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".recovering-") as folder:
+        copy = Path(folder) / DB_NAME
+        for suffix in ("", "-wal"):
+            if Path(f"{damaged}{suffix}").exists():
+                shutil.copyfile(f"{damaged}{suffix}", f"{copy}{suffix}")
+        fresh = Path(folder) / f"{DB_NAME}.new"
+        Store(fresh).close()
+        target = _connect(fresh)
+        try:
+            source = sqlite3.connect(copy)
+            try:
+                tables = [row[0] for row in target.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table'")]
+                target.execute("PRAGMA foreign_keys = OFF")
+                with _transaction(target):
+                    for table in tables:
+                        columns = [row[1] for row in target.execute(f"PRAGMA table_info({table})")]
+                        marks = ", ".join("?" * len(columns))
+                        target.executemany(
+                            f"INSERT OR IGNORE INTO {table} VALUES ({marks})",
+                            _readable_rows(source, table, columns))
+                    for orphans in (
+                        "DELETE FROM samples WHERE run_id NOT IN (SELECT id FROM runs)",
+                        "DELETE FROM token_chunks WHERE NOT EXISTS (SELECT 1 FROM samples s"
+                        " WHERE s.run_id = token_chunks.run_id AND s.idx = token_chunks.idx)",
+                        "DELETE FROM tags WHERE run_id NOT IN (SELECT id FROM runs)",
+                    ):
+                        target.execute(orphans)
+            finally:
+                source.close()
+            target.execute("PRAGMA foreign_keys = ON")
+        finally:
+            target.close()
+        with Store(fresh) as store:
+            for (run_id,) in store._conn.execute("SELECT id FROM runs").fetchall():
+                try:
+                    whole = len(store.load(run_id).samples) == store.summary(run_id).n_samples
+                except Exception:  # any damage inside a row: the run is not recovered
+                    whole = False
+                if not whole:
+                    store.delete(run_id)
+            (count,) = store._conn.execute("SELECT count(*) FROM runs").fetchone()
+        os.rename(fresh, path)
+        return count
+
+
+def _readable_rows(conn: sqlite3.Connection, table: str, columns: list[str]) -> Iterator[tuple]:
+    """The rows of `table` that SQLite can still read, skipping damaged pages."""
+    names = ", ".join(columns)
+    after: int | None = None
+    while True:
+        query = f"SELECT rowid, {names} FROM {table} NOT INDEXED"
+        args: tuple = ()
+        if after is not None:
+            query += " WHERE rowid > ?"
+            args = (after,)
+        try:
+            for rowid, *row in conn.execute(query + " ORDER BY rowid", args):
+                yield tuple(row)
+                after = rowid
+            return
+        except sqlite3.DatabaseError:
+            after = _next_readable(conn, table, -(2**63) if after is None else after)
+            if after is None:
+                return
+
+
+def _next_readable(conn: sqlite3.Connection, table: str, failed: int) -> int | None:
+    """A rowid after `failed` from which rows read again (None: none does), found by doubling
+    the step until a read succeeds and then halving back towards the damaged page."""
+
+    def reads(after: int) -> bool:
+        try:
+            conn.execute(f"SELECT rowid FROM {table} NOT INDEXED WHERE rowid > ? ORDER BY rowid"
+                         " LIMIT 1", (after,)).fetchall()
+            return True
+        except sqlite3.DatabaseError:
+            return False
+
+    step = 1
+    while not reads(failed + step):
+        step *= 2
+        if failed + step >= 2**63 - 1:
+            return None
+    good, bad = failed + step, failed + step // 2
+    while good - bad > 1:
+        middle = (good + bad) // 2
+        good, bad = (middle, bad) if reads(middle) else (good, middle)
+    return good
 
 
 def _header_problem(path: Path) -> str | None:
@@ -502,6 +635,7 @@ class Store:
 
     def __init__(self, path: Path | str | None = None) -> None:
         self.path = Path(path) if path is not None else default_path()
+        require_regular(self.path, "the history file")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._key = os.path.realpath(self.path)
         self._lock = threading.RLock()
@@ -568,6 +702,8 @@ class Store:
                     self._conn.execute("COMMIT")
             except sqlite3.DatabaseError as error:
                 raise _store_error(self.path, error) from None
+            except OverflowError:  # a run id or a limit beyond SQLite's 64-bit integers
+                raise StoreError(_TOO_LARGE) from None
 
     @contextmanager
     def _writing(self) -> Iterator[sqlite3.Connection]:
@@ -577,6 +713,8 @@ class Store:
                     yield conn
             except sqlite3.DatabaseError as error:
                 raise _store_error(self.path, error) from None
+            except OverflowError:
+                raise StoreError(_TOO_LARGE) from None
 
     # -- writing runs --------------------------------------------------------------------------
 
@@ -595,19 +733,27 @@ class Store:
         return RunWriter(self.path, run, sha256, flush_interval=flush_interval, clock=clock)
 
     def save(self, run: Run) -> int:
-        """Store a whole run at once (an import, or a run generated without a writer)."""
-        sha256 = self.model_sha256(run.model.path)
+        """Store a whole run at once (a run generated without a writer)."""
+        return self.save_all([run])[0]
+
+    def save_all(self, runs: Sequence[Run]) -> list[int]:
+        """Store whole runs in one transaction, all or none (an import); returns their ids."""
+        hashes = [self.model_sha256(run.model.path) for run in runs]
+        ids = []
         with self._writing() as conn:
-            run_id = _insert_run(conn, run, sha256, time.time())
-            if run.stats is not None:
-                conn.execute(
-                    "UPDATE runs SET finished_at = ?, stats_json = ? WHERE id = ?",
-                    (time.time(), _stats_json(run.stats), run_id),
-                )
-        return run_id
+            for run, sha256 in zip(runs, hashes, strict=True):
+                run_id = _insert_run(conn, run, sha256, time.time())
+                if run.stats is not None:
+                    conn.execute(
+                        "UPDATE runs SET finished_at = ?, stats_json = ? WHERE id = ?",
+                        (time.time(), _stats_json(run.stats), run_id),
+                    )
+                ids.append(run_id)
+        return ids
 
     def save_scores(self, run_id: int, run: Run) -> None:
-        """Write what was computed after generation: `Sample.scores`, `rankings` and `vote`."""
+        """Write what was computed after generation: `Sample.scores`, `rankings`, `vote` and
+        `reward_models`."""
         with self._writing() as conn:
             self._require(conn, run_id)
             conn.executemany(
@@ -615,8 +761,10 @@ class Store:
                 [(json.dumps(s.scores), run_id, s.index) for s in run.samples],
             )
             conn.execute(
-                "UPDATE runs SET rankings_json = ?, vote_json = ? WHERE id = ?",
-                (_rankings_json(run.rankings), _vote_json(run.vote), run_id),
+                "UPDATE runs SET rankings_json = ?, vote_json = ?, reward_models_json = ?"
+                " WHERE id = ?",
+                (_rankings_json(run.rankings), _vote_json(run.vote),
+                 _reward_models_json(run.reward_models), run_id),
             )
 
     # -- reading runs --------------------------------------------------------------------------
@@ -630,13 +778,13 @@ class Store:
         with self._reading() as conn:
             row = conn.execute(
                 "SELECT model_json, params_json, prompt, prompt_token_ids, chat, system,"
-                " stats_json, rankings_json, vote_json FROM runs WHERE id = ?",
+                " stats_json, rankings_json, vote_json, reward_models_json FROM runs WHERE id = ?",
                 (run_id,),
             ).fetchone()
             if row is None:
                 raise StoreError(f"there is no run #{run_id} in the history")
             (model_json, params_json, prompt, ids_blob, chat, system, stats_json,
-             rankings_json, vote_json) = row
+             rankings_json, vote_json, reward_models_json) = row
             running = self._is_open(run_id)
             samples = []
             for idx, seed, text, reason, scores_json, blob in conn.execute(
@@ -673,6 +821,7 @@ class Store:
             stats=stats,
             rankings=_rankings_from_json(rankings_json),
             vote=_vote_from_json(vote_json),
+            reward_models=_reward_models_from_json(reward_models_json),
         )
 
     def status(self, run_id: int) -> str:
@@ -854,10 +1003,23 @@ class Store:
         return digest
 
     def check(self) -> str | None:
-        """SQLite's own quick integrity check (reads the whole file): None when it is sound."""
-        with self._reading() as conn:
-            problems = [row[0] for row in conn.execute("PRAGMA quick_check(5)")]
-        return None if problems == ["ok"] else "; ".join(problems)
+        """SQLite's own quick integrity check (reads the whole file): None when it is sound,
+        else the problems in one line."""
+        with self._lock:
+            try:
+                problems = [row[0] for row in self._conn.execute("PRAGMA quick_check(5)")]
+            except sqlite3.DatabaseError as error:  # damage that stops the check itself
+                return str(error)
+        if problems == ["ok"]:
+            return None
+        # One line: the first problem SQLite names, and how many more it found (up to 5).
+        lines = [line for row in problems for line in row.splitlines()
+                 if line.strip() and not line.startswith("*** in database")]
+        more = f" (and {len(lines) - 1} more)" if len(lines) > 1 else ""
+        return (lines[0] if lines else "the integrity check failed") + more
+
+
+_TOO_LARGE = "a number is larger than the history can hold (at most 2**63 - 1)"
 
 
 def _store_error(path: Path, error: sqlite3.DatabaseError) -> StoreError:
@@ -881,11 +1043,11 @@ def _insert_run(conn: sqlite3.Connection, run: Run, sha256: str | None, created:
     cursor = conn.execute(
         "INSERT INTO runs (created_at, model_name, model_path, model_sha256, model_json,"
         " params_json, prompt, chat, system, prompt_token_ids, n_samples, rankings_json,"
-        " vote_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " vote_json, reward_models_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (created, run.model.name, run.model.path, sha256, json.dumps(asdict(run.model)),
          _params_json(run.params), run.prompt, int(run.chat), run.system,
          _ids_blob(run.prompt_token_ids), len(run.samples), _rankings_json(run.rankings),
-         _vote_json(run.vote)),
+         _vote_json(run.vote), _reward_models_json(run.reward_models)),
     )
     run_id = cursor.lastrowid
     assert run_id is not None

@@ -6,7 +6,8 @@ from dataclasses import replace
 
 import pytest
 
-from playground.engine import MAX_SAMPLES, Engine
+from playground.engine import MAX_SAMPLES
+from playground.engine_api import Engine
 from playground.errors import InvalidRequestError, ResourceError
 from playground.records import SampleEnd, TokenRecord
 from playground.sampling import SamplingParams
@@ -128,4 +129,4 @@ def test_prompt_that_does_not_fit(tiny_engine: Engine):
 def test_context_grows_for_n_times_max_tokens(tiny_engine: Engine):
     run = tiny_engine.run("hi", replace(HOT, max_tokens=200, temperature=0.0), n=8)
     assert len(run.samples) == 8
-    assert tiny_engine._ctx_size >= len(run.prompt_token_ids) + 8 * 200
+    assert tiny_engine._ctx.n_ctx >= len(run.prompt_token_ids) + 8 * 200

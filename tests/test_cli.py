@@ -129,3 +129,28 @@ def test_runs_are_saved_listed_exported_and_imported(tiny_model_path: Path, tmp_
     assert len(imported) == 2
     assert main(["runs", "--json"]) == 0
     assert len(json.loads(capsys.readouterr().out)["runs"]) == 4
+
+
+def test_export_and_import_refusals_exit_non_zero(tiny_model_path: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture):
+    base = ["-m", str(tiny_model_path), "-p", "hello", "--max-tokens", "3", "--json"]
+    assert main(["generate", *base, "--seed", "1"]) == 0
+    single = json.loads(capsys.readouterr().out)["run_id"]
+    pairs = tmp_path / "pairs.json"
+    assert main(["export", str(single), "-f", "labelstudio-pairwise", "-o", str(pairs)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("playground: no pairs to compare: run") and err.count("\n") == 1
+    assert not pairs.exists()
+
+    assert main(["sample", *base, "-n", "2", "--seed", "2"]) == 0
+    two = json.loads(capsys.readouterr().out)["run_id"]
+    assert main(["export", str(two), "-f", "argilla", "-o", str(tmp_path / "a.json")]) == 0
+    assert "(and a.settings.json beside it)" in capsys.readouterr().err
+    assert (tmp_path / "a.settings.json").exists()
+
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    assert main(["import", str(empty)]) == 1
+    assert "has no samples to import" in capsys.readouterr().err
+    assert main(["runs", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["runs"]) == 2

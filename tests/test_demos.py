@@ -326,7 +326,7 @@ def _prefixes_of(words: list[bytes]) -> set[bytes]:
 
 
 def test_grammar_constraint_allows_only_the_grammar(tiny_engine) -> None:
-    grammar = GrammarConstraint(tiny_engine, 'root ::= "yes" | "no"')
+    grammar = GrammarConstraint(tiny_engine.model, 'root ::= "yes" | "no"')
     mask = grammar.allowed_mask()
     assert mask.shape == (tiny_engine.n_vocab,)
     allowed = {tiny_engine.token_bytes(int(t)) for t in np.flatnonzero(mask)}
@@ -377,7 +377,7 @@ def test_grammar_shortcut_draws_exactly_as_the_whole_mask(embedded_engine) -> No
         for kind in (Counted, WholeMask):
             run = embedded_engine.start_run(prompt, params, 3)
             for event in embedded_engine.generate(run, constraint=lambda k=kind: k(
-                    embedded_engine, gbnf)):
+                    embedded_engine.model, gbnf)):
                 run.add(event)
             samples.append([[(t.id, t.sampling_logprob) for t in s.tokens] for s in run.samples])
         assert samples[0] == samples[1]
@@ -390,8 +390,8 @@ def test_grammar_shortcut_draws_exactly_as_the_whole_mask(embedded_engine) -> No
 
 def test_grammar_constraint_rejects_a_broken_grammar(tiny_engine) -> None:
     with pytest.raises(ValueError):
-        GrammarConstraint(tiny_engine, "root ::= (")
-    schema = GrammarConstraint(tiny_engine, json_schema_grammar({"type": "boolean"}))
+        GrammarConstraint(tiny_engine.model, "root ::= (")
+    schema = GrammarConstraint(tiny_engine.model, json_schema_grammar({"type": "boolean"}))
     allowed = {tiny_engine.token_bytes(int(t)) for t in np.flatnonzero(schema.allowed_mask())}
     assert allowed and allowed <= _prefixes_of([b"true", b"false"])
 

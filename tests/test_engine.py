@@ -10,7 +10,7 @@ import llama_cpp
 import numpy as np
 import pytest
 
-from playground.engine import Engine
+from playground.engine_api import Engine
 from playground.errors import InvalidRequestError, ResourceError
 from playground.records import RunEnd, SampleEnd, TokenRecord
 from playground.sampling import Sampler, SamplingParams

@@ -8,6 +8,7 @@ micro-batches, which move results by about 1e-4 on these models.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import struct
@@ -21,16 +22,19 @@ import numpy as np
 import pytest
 import tiny_models
 
-from playground import reward
-from playground.engine import Engine, load
+from playground import gguf_file, reward
+from playground.engine import load
+from playground.engine_api import Engine
 from playground.errors import InvalidRequestError, ModelFileError, PlaygroundError, ResourceError
 from playground.gguf_file import read_header
+from playground.records import RewardModelIdentity
 from playground.reward import (
     BIAS_KEY,
     DEFAULT_RUBRIC,
     HEAD_KEY,
     SOURCE_KEY,
     VERSION_KEY,
+    detection,
     open_reward_model,
     pack_reward_model,
     rank_agreement,
@@ -221,7 +225,7 @@ def test_pack_writes_the_format_and_keeps_every_tensor(score_head_path: Path,
                                                        tiny_model_path: Path, head: np.ndarray):
     meta = read_header(score_head_path).metadata
     assert meta[VERSION_KEY] == 1 and meta[BIAS_KEY] == 0.0 and "head.npy" in meta[SOURCE_KEY]
-    assert np.array_equal(reward.read_float_array(score_head_path, HEAD_KEY), head)
+    assert np.array_equal(gguf_file.read_array(score_head_path, HEAD_KEY), head)
     packed, original = gguf.GGUFReader(str(score_head_path)), gguf.GGUFReader(str(tiny_model_path))
     assert [(t.name, t.tensor_type) for t in packed.tensors] == \
         [(t.name, t.tensor_type) for t in original.tensors]
@@ -360,6 +364,26 @@ def test_score_run_stores_rewards_and_ranks(score_head_model, tiny_engine: Engin
     assert -1.0 <= agreement["kendall_tau"] <= 1.0
 
 
+def test_scores_record_the_reward_model_that_gave_them(score_head_model, score_head_path: Path,
+                                                      tiny_engine: Engine, reranker_paths):
+    run = tiny_engine.run(PROMPT, SamplingParams(seed=3, max_tokens=4), n=2)
+    score_run(score_head_model, run)
+    sha256 = hashlib.sha256(score_head_path.read_bytes()).hexdigest()
+    assert run.reward_models["reward"] == RewardModelIdentity(
+        "score-head", str(score_head_path), sha256, score_head_model.name, "")
+    with open_reward_model("judge", judge_engine=tiny_engine, rubric="Is it short?") as judge:
+        score_run(judge, run, method="judge")
+    judged = run.reward_models["judge"]
+    assert (judged.kind, judged.file, judged.rubric) == ("judge", str(tiny_engine.path),
+                                                        "Is it short?")
+    assert judged.sha256 == hashlib.sha256(tiny_engine.path.read_bytes()).hexdigest()
+    with open_reward_model(reranker_paths[2]) as reranker:
+        score_run(reranker, run, method="rerank")
+    assert run.reward_models["rerank"].kind == "reranker"
+    assert run.reward_models["rerank"].file == str(reranker_paths[2])
+    assert run.to_json()["reward_models"]["reward"]["sha256"] == sha256
+
+
 # ---------------------------------------------------------------------------------------------
 # (b) rerankers
 
@@ -399,8 +423,8 @@ def test_two_label_qwen3_reads_qwen3_reranker_prompt(reranker_paths):
         expected = _qwen3_reranker_prompt(instruction, "the query", "the document")
         with open_reward_model(reranker_paths[2], rubric=rubric) as model:
             tokens = model.score_detailed("the query", ["the document"])[0].input_token_ids
-            vocab = llama_cpp.llama_model_get_vocab(model.engine.llama_model)
-            assert list(tokens) == reward._tokenize(vocab, expected, add_special=False,
+            tokenize = model.engine.model.tokenize
+            assert list(tokens) == tokenize(expected, add_special=False,
                                                     parse_special=True)
         assert tokens[0] == tiny_models.TOKEN_IM_START
 
@@ -425,9 +449,9 @@ def test_one_label_reranker_slices_to_n_cls_out(reranker_paths):
 def test_pair_format_without_rerank_template(reranker_paths):
     with open_reward_model(reranker_paths[1]) as model:
         tokens = list(model.score_detailed("the cat", ["the dog"])[0].input_token_ids)
-        vocab = llama_cpp.llama_model_get_vocab(model.engine.llama_model)
-        q = reward._tokenize(vocab, "the cat", add_special=False, parse_special=False)
-        d = reward._tokenize(vocab, "the dog", add_special=False, parse_special=False)
+        tokenize = model.engine.model.tokenize
+        q = tokenize("the cat", add_special=False, parse_special=False)
+        d = tokenize("the dog", add_special=False, parse_special=False)
         # This vocabulary asks for BOS only (no EOS, no SEP), as llama.cpp's server builds it.
         assert tokens == [tiny_models.TOKEN_BOS, *q, *d]
 
@@ -439,8 +463,8 @@ def test_rerank_template_in_the_file_is_used(models: Path, reranker_paths):
     with open_reward_model(path) as model:
         assert "the file's rerank template" in model.describe()
         tokens = model.score_detailed("a", ["b"])[0].input_token_ids
-        vocab = llama_cpp.llama_model_get_vocab(model.engine.llama_model)
-        assert list(tokens) == reward._tokenize(vocab, "<|im_start|>Q: a D: b<|im_end|>",
+        tokenize = model.engine.model.tokenize
+        assert list(tokens) == tokenize("<|im_start|>Q: a D: b<|im_end|>",
                                                 add_special=False, parse_special=True)
     assert tokens[0] == tiny_models.TOKEN_IM_START  # parsed as a special token
 
@@ -455,7 +479,7 @@ def test_reranker_batched_equals_one_at_a_time(reranker_paths, labels: int):
 
 def test_encoder_path_scores_each_input_alone(reranker_paths, monkeypatch: pytest.MonkeyPatch):
     # Encoders (bert) must see an input in one micro-batch; the tiny qwen3 stands in for one.
-    monkeypatch.setattr(reward, "ENCODER_ARCHS", frozenset({"qwen3"}))
+    monkeypatch.setattr(detection, "ENCODER_ARCHS", frozenset({"qwen3"}))
     with open_reward_model(reranker_paths[2]) as model:
         assert not model._decoder.causal
         batched = model.score(PROMPT, RESPONSES)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
 import signal
@@ -12,13 +13,14 @@ import sys
 import threading
 import time
 from contextlib import closing
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from playground import store as store_module
-from playground.records import Run, RunEnd, SampleEnd, TokenRecord
+from playground.records import RewardModelIdentity, Run, RunEnd, SampleEnd, TokenRecord
 from playground.store import (
     INTERRUPTED,
     SCHEMA_VERSION,
@@ -432,18 +434,72 @@ def test_schema_is_versioned_and_migrations_apply_in_order(
     with Store(path) as s:
         run_id = s.save(sw.synthetic_run(1, 2))
     with closing(sqlite3.connect(path)) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 1
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
 
     def add_notes(conn: sqlite3.Connection) -> None:
         conn.execute("ALTER TABLE runs ADD COLUMN notes TEXT NOT NULL DEFAULT ''")
 
     monkeypatch.setattr(store_module, "MIGRATIONS", [*store_module.MIGRATIONS, add_notes])
-    monkeypatch.setattr(store_module, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(store_module, "SCHEMA_VERSION", 3)
     with Store(path) as s:
         assert s.load(run_id).prompt
     with closing(sqlite3.connect(path)) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
         assert conn.execute("SELECT notes FROM runs").fetchone() == ("",)
+
+
+def write_schema_1_history(path: Path, run: Run) -> None:
+    """A history as version 1 of the app left it: its schema, and one run in its columns."""
+    with closing(sqlite3.connect(path)) as conn:
+        store_module.MIGRATIONS[0](conn)
+        conn.execute("PRAGMA user_version = 1")
+        conn.execute(
+            "INSERT INTO runs (id, created_at, finished_at, model_name, model_path, model_json,"
+            " params_json, prompt, chat, system, prompt_token_ids, n_samples, stats_json,"
+            " rankings_json) VALUES (1, 1.0, 2.0, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?)",
+            (run.model.name, run.model.path, json.dumps(asdict(run.model)),
+             json.dumps(run.params.to_json()), run.prompt, run.system,
+             np.asarray(run.prompt_token_ids, "<i4").tobytes(), len(run.samples),
+             json.dumps({"prompt_tokens": 3, "new_tokens": 4, "seconds": 0.5}),
+             json.dumps({"reward": {"method": "reward", "order": [1, 0], "scores": [2.0, 1.0]}})),
+        )
+        for sample in run.samples:
+            conn.execute(
+                "INSERT INTO samples (run_id, idx, seed, text, finish_reason, scores_json,"
+                " n_tokens, tokens) VALUES (1, ?, ?, ?, ?, ?, ?, ?)",
+                (sample.index, sample.seed, sample.text, sample.finish_reason,
+                 json.dumps(sample.scores), len(sample.tokens),
+                 store_module.encode_tokens(sample.tokens)),
+            )
+        conn.commit()
+
+
+def test_a_schema_1_history_opens_and_migrates(data_dir: Path) -> None:
+    path = data_dir / "history.sqlite"
+    run = sw.synthetic_run(2, 3)
+    run.samples[0].scores["reward"], run.samples[1].scores["reward"] = 1.0, 2.0
+    write_schema_1_history(path, run)
+    with Store(path) as s:
+        old = s.load(1)
+        assert old.samples == run.samples and old.reward_models == {}
+        assert old.rankings["reward"].order == (1, 0)
+        # Scores given now record their reward model, in the migrated file.
+        identity = RewardModelIdentity("reranker", "/m/rr.gguf", "cd" * 32, "RR", "")
+        old.reward_models["reward"] = identity
+        s.save_scores(1, old)
+    with closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    with Store(path) as s:
+        assert s.load(1).reward_models == {"reward": identity}
+        assert s.load(1).samples == run.samples
+
+
+def test_reward_models_round_trip_through_the_store(data_dir: Path) -> None:
+    run = sw.synthetic_run(3, 2)
+    judge = RewardModelIdentity("judge", "/m/judge.gguf", "", "Judge", "Is it kind? yes or no")
+    run.reward_models["judge"] = judge
+    with Store() as s:
+        assert s.load(s.save(run)).reward_models == {"judge": judge}
 
 
 def test_a_newer_schema_is_refused(data_dir: Path) -> None:

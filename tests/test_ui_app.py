@@ -174,3 +174,8 @@ def test_reward_scores_rerank_and_compare(qtbot, window: MainWindow):
     stored = window.store.load(window.run_id)
     assert [s.scores["reward"] for s in stored.samples] == \
         pytest.approx([s.scores["reward"] for s in window.run.samples])
+    # The scores are stored with the model that gave them: the judge, on the loaded model.
+    judge = stored.reward_models["reward"]
+    assert judge.kind == "judge"
+    assert Path(judge.file).resolve() == Path(window.model.info.path)
+    assert judge.rubric and len(judge.sha256) == 64

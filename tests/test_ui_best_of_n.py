@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QPointF
 
-from playground.engine import Engine
+from playground.engine_api import Engine
 from playground.records import Run, RunStats, TokenRecord
 from playground.sampling import SamplingParams
 from playground.ui.best_of_n_view import BestOfNView

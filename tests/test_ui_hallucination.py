@@ -10,7 +10,7 @@ from PySide6.QtWidgets import QTreeWidgetItemIterator
 
 from playground.demos.hallucination import ConsistencyResult, sentence_support
 from playground.demos.scenario import find_scenario
-from playground.engine import Engine
+from playground.engine_api import Engine
 from playground.errors import InvalidRequestError
 from playground.ui.hallucination_view import (
     FLAG_COLOR,

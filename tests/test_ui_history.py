@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from playground import export, paths
-from playground.engine import Engine
+from playground.engine_api import Engine
 from playground.errors import Cancelled, PlaygroundError
 from playground.records import Run
 from playground.sampling import SamplingParams
@@ -384,6 +384,8 @@ def test_export_button_uses_the_chosen_format_and_options(qtbot, dialog: ExportD
     assert blocker.args == [len(tasks)] == [3 + 1 + 6]
     assert {t["data"]["ranking_method"] for t in tasks} == {"sum-logprob"}
     assert "Wrote 10 tasks" in dialog.result.text()
+    assert "pairs.label_config.xml beside it" in dialog.result.text()
+    assert target.with_name("pairs.label_config.xml").exists()
     dialog.set_format("csv")
     assert not dialog.options.isVisible()
     assert dialog.path.text().endswith(".csv")

@@ -9,7 +9,7 @@ import pytest
 
 from playground.demos.robustness import RobustnessResult
 from playground.demos.scenario import find_scenario
-from playground.engine import Engine
+from playground.engine_api import Engine
 from playground.errors import InvalidRequestError
 from playground.ui.robustness_view import RobustnessView
 

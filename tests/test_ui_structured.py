@@ -10,7 +10,7 @@ from PySide6.QtWidgets import QTableWidget
 
 from playground.demos.scenario import find_scenario
 from playground.demos.structured import repair_json, validate_json, validity_counts
-from playground.engine import Engine
+from playground.engine_api import Engine
 from playground.errors import InvalidRequestError
 from playground.ui.structured_view import FULL_TEXT, StructuredView
 

@@ -25,13 +25,13 @@ from playground.demos.scenario import (
     start,
 )
 from playground.errors import Cancelled, InvalidRequestError
-from playground.records import Run, Sample, SampleEnd, TokenRecord
+from playground.records import Run, RunEnd, Sample, TokenRecord
 from playground.reward import open_reward_model
 from playground.sampling import SamplingParams
 from playground.scoring import mean_logprob
 
 if TYPE_CHECKING:
-    from playground.engine import Engine
+    from playground.engine_api import Engine
 
 
 # ================================================================ consistency (SelfCheckGPT)
@@ -274,15 +274,10 @@ def force_branch(
     forced_records = engine.teacher_force(before, list(forced), params.top_logprobs)
     tokens = [replace(r, position=i) for i, r in enumerate(prefix)]
     tokens += [replace(r, position=len(tokens) + i) for i, r in enumerate(forced_records)]
-    sample = Sample(0, params.seed, tokens, "".join(r.text for r in tokens))
-    offset = len(tokens)
+    sample = Sample(0, params.seed, tokens, "".join(r.text for r in tokens), prefix=len(tokens))
     for event in engine.stream(before + list(forced), params, 1, cancel):
-        if isinstance(event, TokenRecord):
-            sample.tokens.append(replace(event, position=offset + event.position))
-        elif isinstance(event, SampleEnd):
-            del sample.tokens[offset + event.n_tokens :]
-            sample.text += event.text
-            sample.finish_reason = event.finish_reason
+        if not isinstance(event, RunEnd):
+            sample.add(event)
     if cancel():
         raise Cancelled()
     return sample

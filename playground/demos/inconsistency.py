@@ -26,7 +26,7 @@ from playground.records import Run, Sample
 from playground.sampling import SamplingParams
 
 if TYPE_CHECKING:
-    from playground.engine import Engine
+    from playground.engine_api import Engine
 
 # ================================================================ divergence tree
 

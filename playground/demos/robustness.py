@@ -29,7 +29,7 @@ from playground.sampling import SamplingParams
 from playground.scoring import extract_answer, majority_vote, mean_logprob
 
 if TYPE_CHECKING:
-    from playground.engine import Engine
+    from playground.engine_api import Engine
 
 
 # ================================================================ variants

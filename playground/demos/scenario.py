@@ -25,7 +25,7 @@ from playground.sampling import Constraint, SamplingParams
 from playground.scoring import mean_logprob
 
 if TYPE_CHECKING:
-    from playground.engine import Engine
+    from playground.engine_api import Engine
 
 SCENARIO_DIR = paths.REPO_ROOT / "resources" / "demos"
 

@@ -25,10 +25,10 @@ from playground.demos.scenario import (
     start,
 )
 from playground.records import Run
-from playground.sampling import GrammarConstraint, SamplingParams
+from playground.sampling import SamplingParams
 
 if TYPE_CHECKING:
-    from playground.engine import Engine
+    from playground.engine_api import Engine
 
 
 # ================================================================ JSON validity and repair
@@ -355,7 +355,7 @@ def run_structured(
     params = params.resolved()
     step = counter(progress, 2 * n)
     constrained = generate(engine, start(engine, prompt, params, n, chat), cancel, step,
-                           constraint=lambda: GrammarConstraint(engine, grammar))
+                           constraint=engine.grammar_constraint(grammar))
     free = generate(engine, start(engine, prompt, params, n, chat), cancel, step)
     free_counts = validity_counts([s.text for s in free.samples], schema)
     repairs = [repair_json(s.text) if reason else None

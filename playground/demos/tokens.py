@@ -26,7 +26,7 @@ from playground.demos.scenario import (
 from playground.errors import InvalidRequestError
 
 if TYPE_CHECKING:
-    from playground.engine import Engine
+    from playground.engine_api import Engine
 
 
 # ================================================================ token counts

@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
 
 from playground.demos.base_instruct import BaseInstructResult, base_model, run_base_vs_instruct
 from playground.demos.scenario import Cancel, Progress, Scenario
-from playground.engine import Engine
+from playground.engine_api import Engine
 from playground.errors import InvalidRequestError
 from playground.records import Run
 from playground.sampling import SamplingParams

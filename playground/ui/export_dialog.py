@@ -83,6 +83,7 @@ class ExportDialog(QDialog):
         self._path_chosen = False
         self._noun = "record"  # what the running export writes: samples, tasks, records
         self._target = Path()
+        self._sidecar: Path | None = None
 
         self.heading = QLabel(self._heading_text())
         self.heading.setStyleSheet("font-weight: 600; font-size: 11pt;")
@@ -261,6 +262,7 @@ class ExportDialog(QDialog):
 
         self._noun = NOUNS.get(fmt, "record")
         self._target = Path(path)
+        self._sidecar = export.sidecar_path(path, fmt)
         task = BackgroundTask(work, "export")
         task.progressed.connect(self._progressed)
         task.finished.connect(self._exported)
@@ -298,8 +300,9 @@ class ExportDialog(QDialog):
     def _exported(self, count: int) -> None:
         self._finish()
         folder = QUrl.fromLocalFile(str(self._target.parent)).toString()
+        beside = f" and {_escape(self._sidecar.name)} beside it" if self._sidecar else ""
         self.result.setText(
-            f"Wrote {count:,} {self._noun}{_s(count)} to {_escape(str(self._target))}. "
+            f"Wrote {count:,} {self._noun}{_s(count)} to {_escape(str(self._target))}{beside}. "
             f"<a href='{folder}'>Show folder</a>"
         )
         self.finished_export.emit(count)

@@ -55,7 +55,7 @@ from playground.demos.hallucination import (
     snowball_params,
 )
 from playground.demos.scenario import Cancel, Progress, Scenario, chat_for
-from playground.engine import Engine
+from playground.engine_api import Engine
 from playground.errors import InvalidRequestError
 from playground.records import Run, Sample, TokenRecord
 from playground.sampling import SamplingParams

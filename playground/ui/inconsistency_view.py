@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 
 from playground.demos.inconsistency import InconsistencyResult, distinct_texts, run_inconsistency
 from playground.demos.scenario import Cancel, Progress, Scenario
-from playground.engine import Engine
+from playground.engine_api import Engine
 from playground.errors import InvalidRequestError
 from playground.records import Run, Sample
 from playground.sampling import SamplingParams

@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
 from playground import paths
 from playground.catalog import discover
 from playground.errors import PlaygroundError
-from playground.records import Run, RunStats
+from playground.records import RewardModelIdentity, Run, RunStats
 from playground.store import RunRequest, open_store
 from playground.ui import background
 from playground.ui.best_of_n_view import BestOfNView
@@ -319,7 +319,7 @@ class MainWindow(QMainWindow):
         self.reward_panel.set_info(description)
         self._show_memory()
 
-    def _scored(self, scores: list[float]) -> None:
+    def _scored(self, scores: list[float], identity: RewardModelIdentity) -> None:
         self.reward_panel.set_scoring(False)
         self.prompt_panel.set_running(False)
         run = self.run
@@ -327,6 +327,7 @@ class MainWindow(QMainWindow):
             return
         for sample, score in zip(run.samples, scores, strict=True):
             sample.scores["reward"] = score
+        run.reward_models["reward"] = identity
         if len(run.samples) == 1:
             self.statusBar().showMessage(f"Reward: {scores[0]:.3f}", 10000)
         else:

@@ -24,6 +24,8 @@ from playground.ui.worker import LoadedModel
 from playground.units import human_count, human_size
 
 EMBEDDED = ""  # the chooser's data for the embedded default model
+CHOOSER_TIP = ("The embedded SmolLM2, recent models and the GGUF files found in the models "
+               "folders. Drop a .gguf on the window to add one.")
 
 
 class ModelPanel(QGroupBox):
@@ -33,8 +35,7 @@ class ModelPanel(QGroupBox):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__("Model", parent)
         self.chooser = QComboBox()
-        self.chooser.setToolTip("The embedded SmolLM2, recent models and the GGUF files found "
-                                "in the models folders. Drop a .gguf on the window to add one.")
+        self.chooser.setToolTip(CHOOSER_TIP)
         self.chooser.setMinimumContentsLength(18)
         self.chooser.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         open_button = QPushButton("Open GGUF…")
@@ -91,6 +92,9 @@ class ModelPanel(QGroupBox):
             if model.source != "embedded" and model.info and key not in seen:
                 self.chooser.addItem(f"{model.path.name} ({model.source})", key)
                 seen.add(key)
+        skipped = [f"{m.path.name}: {m.problem}" for m in found if m.info is None]
+        self.chooser.setToolTip(CHOOSER_TIP + ("\n\nSkipped:\n" + "\n".join(skipped)
+                                               if skipped else ""))
         self.select(current)
 
     def select(self, path: str) -> None:

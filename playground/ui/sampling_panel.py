@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
 )
 
 from playground.engine import MAX_SAMPLES
-from playground.sampling import PRESETS, SamplingParams
+from playground.sampling import MAX_SEED, PRESETS, SamplingParams
 
 TIPS = {
     "temperature": "How adventurous the choice of each token is. 0 always takes the most likely "
@@ -60,7 +60,7 @@ class SamplingPanel(QGroupBox):
         self.stop = QLineEdit()
         self.stop.setPlaceholderText("e.g. \\n\\n")
         self.stop.setToolTip(TIPS["stop"])
-        self.seed = _int(0, 2**31 - 1, "seed")
+        self.seed = _int(0, MAX_SEED, "seed")
         self.seed_lock = QToolButton()
         self.seed_lock.setCheckable(True)
         self.seed_lock.setToolTip(TIPS["seed"])
@@ -88,7 +88,8 @@ class SamplingPanel(QGroupBox):
         layout.addLayout(form)
 
     def params(self) -> SamplingParams:
-        """The chosen parameters; the seed is None (a fresh one) unless it is locked."""
+        """The chosen parameters, checked by the same `validate` as every request (the boxes'
+        ranges keep them valid); the seed is None (a fresh one) unless it is locked."""
         return SamplingParams(
             temperature=self.temperature.value(),
             top_k=self.top_k.value(),
@@ -99,7 +100,7 @@ class SamplingPanel(QGroupBox):
             max_tokens=self.max_tokens.value(),
             stop=self._stops(),
             top_logprobs=self.top_logprobs.value(),
-        )
+        ).validate()
 
     def set_params(self, params: SamplingParams) -> None:
         self.temperature.setValue(params.temperature)

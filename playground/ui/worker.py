@@ -20,7 +20,8 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from playground.engine import BackendInfo, Engine, backend_info, load
+from playground.engine import BackendInfo, backend_info, load
+from playground.engine_api import Engine
 from playground.errors import PlaygroundError
 from playground.gguf_file import ModelInfo
 from playground.records import Run, RunEnd, SampleEnd
@@ -98,7 +99,9 @@ class EngineWorker(QObject):
     errored = Signal(str)  # a one-line message for the user
     reward_loaded = Signal(str, int)  # the reward model's description, its memory in bytes
     reward_progressed = Signal(int, int)
-    scored = Signal(object)  # one score per response (NaN where cancelled)
+    # One score per response (NaN where cancelled), and the RewardModelIdentity that gave them
+    # (hashing its file happens here, off the GUI thread).
+    scored = Signal(object, object)
     job_progressed = Signal(object, int, int)  # the Job, done, total
     job_ended = Signal(object, object, str)  # the Job, its result (None if it failed), and
     # the one-line reason it failed ("" if it did not)
@@ -167,7 +170,7 @@ class EngineWorker(QObject):
             scores = self.reward.score(
                 request.prompt, request.responses, cancel=request.stop.is_set,
                 progress=lambda done, total: self.reward_progressed.emit(done, total))
-            self.scored.emit(scores)
+            self.scored.emit(scores, self.reward.identity())
 
     @Slot(object)
     def run_job(self, job: Job) -> None:
