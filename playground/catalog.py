@@ -15,7 +15,7 @@ from playground.errors import ModelFileError
 from playground.files import kind_of
 from playground.gguf_file import ModelInfo, model_info
 
-CATALOG_FILE = paths.repo_models_dir() / "catalog.json"
+CATALOG_FILE = paths.catalog_file()
 
 
 def load_catalog(path: Path = CATALOG_FILE) -> list[dict[str, Any]]:
@@ -52,7 +52,8 @@ def discover(extra: list[Path] | None = None) -> list[FoundModel]:
     if embedded:
         places.append(("embedded", embedded, None))
     for source, folder in [("repo", paths.repo_models_dir()), ("user", paths.user_models_dir())]:
-        places += [(source, p, problem) for p, problem in _gguf_files(folder)]
+        if folder is not None:
+            places += [(source, p, problem) for p, problem in _gguf_files(folder)]
     for given in extra or []:
         places += [("given", p, problem) for p, problem in _gguf_files(given, given=True)]
     found, seen = [], set()

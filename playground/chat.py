@@ -92,7 +92,7 @@ class _Renderer:
         if self._child is None or self._child.poll() is not None:
             self._replies = queue.Queue()
             self._child = subprocess.Popen(
-                [sys.executable, "-c", "from playground.chat import serve; serve()"],
+                _child_command(),
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                 text=True, encoding="ascii", env=_child_environment(),
             )
@@ -118,6 +118,17 @@ def _forward(stream: IO[str], replies: queue.Queue[str]) -> None:
     except (OSError, ValueError):  # the pipe was closed under us
         pass
     replies.put("")
+
+
+SERVE_FLAG = "--serve-chat-templates"
+"""What a frozen app's executable is started with to be the rendering child (packaging/entry.py):
+it is no Python interpreter that could run `-c`."""
+
+
+def _child_command() -> list[str]:
+    if getattr(sys, "frozen", False):
+        return [sys.executable, SERVE_FLAG]
+    return [sys.executable, "-c", "from playground.chat import serve; serve()"]
 
 
 def _child_environment() -> dict[str, str]:

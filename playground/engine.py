@@ -189,6 +189,9 @@ def kv_bytes_per_token(header: GGUFHeader) -> int:
 
 
 def default_model_path() -> Path:
+    problem = paths.bundled_model_problem()
+    if problem:
+        raise ModelFileError(problem)
     path = paths.embedded_model_path()
     if path is None:
         raise ModelFileError(

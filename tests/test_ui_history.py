@@ -551,7 +551,7 @@ def test_screenshots(qtbot, store: Store, saved: list[int], generated: list[Run]
     """The panel and the dialog as the app styles them (its stylesheet, set before they are
     made, as the app does)."""
     out = Path(os.environ.get("PLAYGROUND_SCREENSHOT_DIR") or tmp_path)
-    stylesheet = (paths.REPO_ROOT / "resources" / "style.qss").read_text(encoding="utf-8")
+    stylesheet = (paths.resource_dir("") / "style.qss").read_text(encoding="utf-8")
     store.set_starred(saved[1])
     store.add_tags(saved[1], "cats", "keep")
     store.add_tags(saved[2], "stories")

@@ -27,7 +27,7 @@ from playground.scoring import mean_logprob
 if TYPE_CHECKING:
     from playground.engine_api import Engine
 
-SCENARIO_DIR = paths.REPO_ROOT / "resources" / "demos"
+SCENARIO_DIR = paths.resource_dir("demos")
 
 PROFILES = ("small", "medium")
 MEDIUM_PARAMETERS = 700e6

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 # ================================================================ token counts
 
 
-PARALLEL_PATH = paths.REPO_ROOT / "resources" / "languages" / "parallel.json"
+PARALLEL_PATH = paths.resource_dir("languages") / "parallel.json"
 
 
 def load_parallel(path: Path = PARALLEL_PATH) -> dict[str, list[str]]:

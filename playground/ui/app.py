@@ -9,7 +9,7 @@ from PySide6.QtWidgets import QApplication
 from playground import paths
 from playground.ui.main_window import MainWindow
 
-STYLESHEET = paths.REPO_ROOT / "resources" / "style.qss"
+STYLESHEET = paths.resource_dir("") / "style.qss"
 
 
 def application() -> QApplication:
