@@ -11,7 +11,7 @@ import json
 from common import alternate, baseline_llama, report
 from llama_cpp import LlamaGrammar
 
-from playground.demos import json_schema_grammar, validate_json
+from playground.demos.structured import json_schema_grammar, validate_json
 from playground.engine import load
 from playground.sampling import SamplingParams
 

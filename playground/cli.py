@@ -509,11 +509,11 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-
-    from playground import scenarios as sc
+    from playground.demos import DEMOS
+    from playground.demos.scenario import DemoRequest, find_scenario, profile_for, scenarios
 
     if args.list or not args.scenario:
-        every = sc.scenarios()
+        every = scenarios()
         if args.json:
             _print_json({"scenarios": [{"name": s.name, "demo": s.demo, "title": s.title}
                                        for s in every]})
@@ -521,44 +521,31 @@ def cmd_demo(args: argparse.Namespace) -> int:
             for s in every:
                 print(f"{s.name:32} {s.title}")
         return 0
-    scenario = sc.find_scenario(args.scenario)
-    prompt = args.prompt if args.prompt is not None else scenario.prompt
-    if scenario.demo == "base-vs-instruct":
-        profile = args.profile or "small"
-        params, _ = scenario.params(profile)
-        result = sc.run_base_vs_instruct(args.base_model or sc.base_model(), args.model, prompt,
-                                         _demo_params(args, params))
-        return _demo_output(args, scenario, profile, result.to_json())
-    from playground.engine import load
+    scenario = find_scenario(args.scenario)
+    demo = DEMOS[scenario.demo]
+    engine = None
+    if demo.needs_engine:
+        from playground.engine import load
 
-    engine = load(args.model, n_gpu_layers=args.n_gpu_layers)
-    profile = args.profile or sc.profile_for(engine.info)
+        engine = load(args.model, n_gpu_layers=args.n_gpu_layers)
+    # A demonstration that loads its own models reads the small settings unless told.
+    profile = args.profile or (profile_for(engine.info) if engine else "small")
     params, n = scenario.params(profile)
-    params, n = _demo_params(args, params), n if args.n is None else args.n
-    chat = scenario.chat
-    extra = scenario.extra
-    if scenario.demo == "inconsistency":
-        document = sc.run_inconsistency(engine, prompt, params, n, chat=chat).to_json()
-    elif scenario.demo == "hallucination":
-        consistency = sc.run_consistency(engine, prompt, params, n, chat=chat,
-                                         judge=not args.no_judge)
-        snow = extra["snowball"]
-        snowball = sc.run_snowball(
-            engine, snow["prompt"], sc.snowball_params(snow, params), chat=snow["chat"],
-            branch_at=snow.get("at", ""), branch_position=snow.get("position"),
-            branch_text=snow["text"], claim=snow["claim"])
-        document = {"consistency": consistency.to_json(), "snowball": snowball.to_json()}
-    elif scenario.demo == "robustness":
-        document = sc.run_robustness(engine, prompt, params, options=extra.get("options"),
-                                     user_text=extra.get("variant", ""), chat=chat,
-                                     seed=params.seed or 0).to_json()
-    elif scenario.demo == "structured":
-        document = sc.run_structured(engine, prompt, extra["schema"], params, n,
-                                     chat=chat).to_json()
-    else:
-        sentence = extra.get("sentence", 0) if args.sentence is None else args.sentence
-        document = sc.run_tokens(engine, sentence).to_json()
-    return _demo_output(args, scenario, profile, {"model": engine.info.to_json(), **document})
+    request = DemoRequest(
+        scenario, args.prompt if args.prompt is not None else scenario.prompt,
+        _demo_params(args, params), n if args.n is None else args.n, engine, model=args.model,
+        judge=not args.no_judge, sentence=args.sentence, base_model=args.base_model)
+    document = demo.run(request)
+    if engine is not None:
+        document = {"model": engine.info.to_json(), **document}
+    if args.json:
+        _print_json({"scenario": scenario.name, "demo": scenario.demo, "profile": profile,
+                     **document})
+        return 0
+    print(f"{scenario.title}\n\n{scenario.explanation}\n")
+    for line in demo.summary(document):
+        print(line)
+    return 0
 
 
 def _demo_params(args: argparse.Namespace, params: SamplingParams) -> SamplingParams:
@@ -568,68 +555,6 @@ def _demo_params(args: argparse.Namespace, params: SamplingParams) -> SamplingPa
         ("temperature", args.temperature), ("max_tokens", args.max_tokens), ("seed", args.seed)
     ) if value is not None}
     return replace(params, **changes).validate()
-
-
-def _demo_output(args: argparse.Namespace, scenario, profile: str,
-                 document: dict[str, Any]) -> int:
-    if args.json:
-        _print_json({"scenario": scenario.name, "demo": scenario.demo, "profile": profile,
-                     **document})
-        return 0
-    print(f"{scenario.title}\n\n{scenario.explanation}\n")
-    for line in _demo_summary(scenario.demo, document):
-        print(line)
-    return 0
-
-
-def _demo_summary(demo: str, d: dict[str, Any]) -> Iterator[str]:
-    """A few plain lines per demonstration; --json has everything."""
-    def quoted(text: str) -> str:
-        return "  " + " ".join(text.split())
-
-    if demo == "inconsistency":
-        for key, label in (("free", "Seed unlocked"), ("locked", "Seed locked")):
-            part = d[key]
-            answers = ("1 answer" if part["distinct"] == 1
-                       else f"{part['distinct']} different answers")
-            yield f"{label}: {len(part['samples'])} runs, {answers}"
-            yield from (quoted(s["text"]) for s in part["samples"])
-    elif demo == "hallucination":
-        for sample in d["consistency"]["samples"]:
-            yield f"Answer {sample['index'] + 1}:"
-            for x in sample["sentences"]:
-                judge = "" if x["judge"] is None else f", judge {x['judge']:.0%}"
-                flag = "  << low support" if x["flagged"] else ""
-                yield f"  [{x['overlap']:.0%}{judge}] {x['text']}{flag}"
-        snow = d["snowball"]
-        yield f"Original: {snow['original']['text']!r}"
-        if snow["branch"]:
-            yield f"Forced:   {snow['branch']['text']!r}"
-        claim = snow["claim"]["tokens"]
-        yield "Claim: " + " ".join(f"{t['text']!r}={t['prob']:.1%}" for t in claim)
-    elif demo == "robustness":
-        yield f"Majority answer {d['answer']} in {d['share']:.0%} of the variants"
-        for v in d["variants"]:
-            mark = "agrees" if v["agrees"] else "differs"
-            yield f"  {v['kind']:26} {v['answer'] or '-':5} {mark:8}{quoted(v['output'])}"
-    elif demo == "structured":
-        for key, label in (("constrained", "Constrained by the grammar"),
-                           ("free", "Unconstrained")):
-            c = d[key]
-            yield (f"{label}: {c['valid']} of {c['total']} valid, {c['valid_after_repair']} more "
-                   f"after repair")
-        if d["free"]["common_failure_count"] >= 2:
-            yield (f"Repeated failure ({d['free']['common_failure_count']}x): "
-                   f"{d['free']['common_failure']}")
-    elif demo == "tokens":
-        for lang in d["languages"]:
-            yield (f"  {lang['language']:8} {lang['tokens']:3} tokens  "
-                   f"{lang['tokens_per_word']:.2f}/word  {lang['tokens_per_char']:.2f}/char  "
-                   f"median {lang['median_tokens']:g}")
-    else:
-        for key in ("base", "instruct"):
-            side = d[key]
-            yield f"{key.capitalize()} ({side['model']}): {' '.join(side['text'].split())}"
 
 
 def _screen_size(text: str) -> tuple[int, int]:

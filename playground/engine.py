@@ -29,7 +29,6 @@ import numpy as np
 
 from playground import paths
 from playground.chat import chat_messages, render_chat
-from playground.demos import GrammarConstraint
 from playground.engine_api import Capabilities
 from playground.errors import (
     InvalidRequestError,
@@ -49,7 +48,13 @@ from playground.records import (
     SampleEnd,
     TokenRecord,
 )
-from playground.sampling import Constraint, Sampler, SamplingParams, raw_stats
+from playground.sampling import (
+    Constraint,
+    GrammarConstraint,
+    Sampler,
+    SamplingParams,
+    raw_stats,
+)
 
 MAX_SAMPLES = 32
 MAX_ALTERNATIVES = 100

@@ -26,3 +26,10 @@ class InvalidRequestError(PlaygroundError):
 class WindowSystemError(PlaygroundError):
     """The GUI cannot open a window: Qt's platform plugin lacks system libraries, or there is no
     display."""
+
+
+class Cancelled(PlaygroundError):
+    """The user stopped the work; what it would have made is not kept (nothing is written)."""
+
+    def __init__(self, message: str = "Cancelled.") -> None:
+        super().__init__(message)

@@ -55,7 +55,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from playground.errors import PlaygroundError
+from playground.errors import Cancelled, PlaygroundError
 from playground.files import FileKindError, output_file
 from playground.gguf_file import ModelInfo
 from playground.records import (
@@ -81,10 +81,6 @@ Version 2 added each score's `reward_model`; version 1 files still import."""
 
 class ExportError(PlaygroundError):
     """An export or import failed: a file that cannot be written or read, a bad option."""
-
-
-class ExportCancelled(ExportError):
-    """The user cancelled an export; nothing was written."""
 
 
 @dataclass(frozen=True)
@@ -144,7 +140,7 @@ def export_runs(
     `ranking` names the ranking that pairwise, ranking and Argilla exports
     follow: the run's own when it has one, else computed on a copy (the runs are not changed).
     `progress(done, total)` is called after each run; when `cancel()` returns True the export
-    stops, the file is not created, and ExportCancelled is raised. A regular file appears only
+    stops, the file is not created, and `Cancelled` is raised. A regular file appears only
     when complete, after its sidecar (see `sidecar_path`); a FIFO, a device or a symlink is
     written through (see `files.output_file`), without a sidecar.
     Raises ExportError when the runs do not make a single record of the format: a pairwise
@@ -173,7 +169,7 @@ def export_runs(
     def each() -> Iterator[_Item]:
         for done, item in enumerate(items):
             if cancel is not None and cancel():
-                raise ExportCancelled("export cancelled; no file was written")
+                raise Cancelled("export cancelled; no file was written")
             yield item
             if progress is not None:
                 progress(done + 1, len(items))

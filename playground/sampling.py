@@ -15,15 +15,21 @@ probabilities are needed anyway to report `sampling_logprob`.
 
 from __future__ import annotations
 
+import ctypes
 import math
 import secrets
+import weakref
 from collections import deque
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+import llama_cpp
 import numpy as np
 
 from playground.errors import InvalidRequestError
+
+if TYPE_CHECKING:
+    from playground.handles import LlamaModel
 
 MIN_TEMPERATURE = 1e-6
 """Below this a temperature is greedy (see `SamplingParams.validate`)."""
@@ -215,6 +221,92 @@ class Constraint(Protocol):
 
     def accept(self, token: int) -> None:
         ...
+
+
+class GrammarConstraint:
+    """llama.cpp's grammar sampler as a mask over one row of logits, for the numpy sampler.
+
+    The project samples in numpy (see `Sampler`), so rather than adding the grammar to a
+    llama.cpp sampler chain, the grammar sampler is applied to an array of candidate tokens
+    with every logit 0, and the candidates it leaves finite are the allowed ones. Call `apply`
+    before sampling each token and `accept` with the chosen one. Once the grammar is complete
+    only end-of-generation tokens are allowed. Not thread-safe, like the engine it belongs to.
+    """
+
+    CANDIDATES = 256
+    """How many of the most likely tokens `apply` checks first when sampling needs only the
+    top few; checking the whole vocabulary costs about a millisecond per token."""
+
+    def __init__(self, model: LlamaModel, gbnf: str, root: str = "root") -> None:
+        # Built against the vocabulary that produces the logits: the engine's own model.
+        self._sampler = llama_cpp.llama_sampler_init_grammar(
+            model.vocab, gbnf.encode(), root.encode()
+        )
+        if not self._sampler:
+            raise ValueError("llama.cpp could not parse the grammar (see its log)")
+        self._finalizer = weakref.finalize(self, llama_cpp.llama_sampler_free, self._sampler)
+        self.n_vocab = model.n_vocab
+        # Laid out like llama_token_data {int32 id; float logit; float p}.
+        self._data = np.zeros(
+            self.n_vocab,
+            dtype=np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)]),
+        )
+        self._mask: np.ndarray | None = None
+
+    def close(self) -> None:
+        self._finalizer()
+
+    def allows(self, ids: np.ndarray) -> np.ndarray:
+        """A boolean per token of `ids`: whether the grammar allows it next. The grammar
+        decides by the text so far only, so no logits are needed."""
+        n = ids.shape[0]
+        data = self._data[:n]
+        data["id"] = ids
+        data["logit"] = 0.0
+        data["p"] = 0.0
+        array = llama_cpp.llama_token_data_array(
+            data=data.ctypes.data_as(llama_cpp.llama_token_data_p),
+            size=n,
+            selected=-1,
+            sorted=False,
+        )
+        llama_cpp.llama_sampler_apply(self._sampler, ctypes.byref(array))
+        # Read back by id: the sampler may reorder or shorten the array.
+        kept = data[: array.size]
+        allowed = np.zeros(self.n_vocab, dtype=bool)
+        allowed[kept["id"][np.isfinite(kept["logit"])]] = True
+        return allowed[ids]
+
+    def allowed_mask(self) -> np.ndarray:
+        """A boolean array over the whole vocabulary: True where the grammar allows the token."""
+        if self._mask is None:
+            self._mask = self.allows(np.arange(self.n_vocab, dtype=np.int32))
+        return self._mask
+
+    def apply(self, logits: np.ndarray, enough: int = 0) -> np.ndarray:
+        """A copy of `logits` with -inf for every token the grammar forbids.
+
+        `enough` > 0 says that sampling draws only from the `enough` most likely tokens
+        (`SamplingParams.top_needed`). The most likely candidates are then checked first: when
+        `enough` of them are allowed, no allowed token outside them could rank among the top
+        `enough`, so they are left out (-inf) and the draw is the same as with the whole mask.
+        """
+        if enough > 0 and self._mask is None:
+            candidates = top_indices(logits, max(self.CANDIDATES, 8 * enough))
+            allowed = candidates[self.allows(candidates.astype(np.int32))]
+            if allowed.shape[0] >= enough:
+                masked = np.full_like(logits, -np.inf)
+                masked[allowed] = logits[allowed]
+                return masked
+        return np.where(self.allowed_mask(), logits, -np.inf).astype(logits.dtype, copy=False)
+
+    def accept(self, token: int) -> None:
+        """Advance the grammar past `token`. A forbidden token raises ValueError here, because
+        llama.cpp would throw a C++ exception that would end the process."""
+        if not self.allows(np.array([token], dtype=np.int32))[0]:
+            raise ValueError(f"token {token} is not allowed by the grammar here")
+        llama_cpp.llama_sampler_accept(self._sampler, token)
+        self._mask = None
 
 
 @dataclass

@@ -9,29 +9,19 @@ import numpy as np
 import pytest
 
 from playground.analysis import first_divergence
-from playground.demos import (
-    FLAG_THRESHOLD,
-    GrammarConstraint,
+from playground.demos.hallucination import FLAG_THRESHOLD, sentence_support, split_sentences
+from playground.demos.inconsistency import divergence_tree
+from playground.demos.robustness import Variant, prompt_variants, user_variant, variant_agreement
+from playground.demos.structured import (
     RepairResult,
-    Variant,
-    count_words,
-    divergence_tree,
-    first_fork,
     json_schema_grammar,
-    load_parallel,
-    median_tokens,
-    prompt_variants,
     repair_json,
-    sentence_support,
-    split_sentences,
-    token_counts,
-    user_variant,
     validate_json,
     validity_counts,
-    variant_agreement,
 )
+from playground.demos.tokens import count_words, load_parallel, run_tokens, token_counts
 from playground.records import Sample, TokenRecord
-from playground.sampling import SamplingParams
+from playground.sampling import GrammarConstraint, SamplingParams
 
 # ---------------------------------------------------------------- divergence tree
 
@@ -76,7 +66,9 @@ def test_tree_shares_prefixes_and_compresses_chains() -> None:
     assert shared.children[1].chain_prob == pytest.approx(0.25**2)
 
 
-def test_first_fork_is_first_divergence() -> None:
+def test_the_trees_first_fork_is_first_divergence() -> None:
+    """The root ends where `first_divergence` finds the fork, and its children (plus the
+    samples that end there) are that fork's branches, token, text and probability alike."""
     cases = [
         [_sample(0, [1, 2, 3, 4]), _sample(1, [1, 2, 3, 5]), _sample(2, [1, 2, 7]),
          _sample(3, [1, 2])],
@@ -86,7 +78,22 @@ def test_first_fork_is_first_divergence() -> None:
         [_sample(0, [4])],
     ]
     for samples in cases:
-        assert first_fork(divergence_tree(samples)) == first_divergence(samples)
+        tree, fork = divergence_tree(samples), first_divergence(samples)
+        parts = len(tree.children) + bool(tree.ended)
+        if fork is None:
+            assert parts < 2
+            continue
+        assert tree.end == fork.position
+        assert [c.samples for c in tree.children] == [
+            b.samples for b in fork.branches if b.token_id is not None]
+        by_samples = {b.samples: b for b in fork.branches}
+        assert len(by_samples) == parts
+        for child in tree.children:
+            branch = by_samples[child.samples]
+            assert (child.token_ids[0], child.first_piece) == (branch.token_id, branch.text)
+            assert child.prob == pytest.approx(branch.prob)
+        if tree.ended:
+            assert by_samples[tree.ended].token_id is None
 
 
 def test_tree_of_samples_parting_at_once_has_an_empty_root() -> None:
@@ -424,7 +431,7 @@ def test_token_counts_match_the_tokenizer(engine_fixture: str, request) -> None:
             assert count.tokens_per_word == count.tokens / count.words
             assert count.tokens_per_char == count.tokens / count.chars
     english = parallel["English"]
-    assert median_tokens(engine, english) == float(
+    assert run_tokens(engine, 0).medians["English"] == float(
         sorted(len(engine.tokenize(s, add_special=False)) for s in english)[2]
     )
 

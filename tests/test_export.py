@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
+from playground.errors import Cancelled
 from playground.export import (
     FORMATS,
     JSONL_FORMAT,
-    ExportCancelled,
     ExportError,
     export_runs,
     export_stored,
@@ -423,7 +423,7 @@ def test_progress_and_cancel(tmp_path: Path) -> None:
     export_runs(runs, None, "jsonl", path, progress=lambda d, t: calls.append((d, t)))
     assert calls == [(1, 3), (2, 3), (3, 3)]
     path.unlink()
-    with pytest.raises(ExportCancelled):
+    with pytest.raises(Cancelled):
         export_runs(runs, None, "jsonl", path, cancel=lambda: len(calls) > 3,
                     progress=lambda d, t: calls.append((d, t)))
     assert calls[3:] == [(4 - 3, 3)]  # cancelled after the first run

@@ -12,10 +12,24 @@ from pathlib import Path
 import pytest
 import tiny_models
 
-from playground import scenarios as sc
 from playground.cli import main
-from playground.demos import load_parallel, split_sentences, validate_json
-from playground.errors import InvalidRequestError
+from playground.demos import DEMOS
+from playground.demos.base_instruct import run_base_vs_instruct
+from playground.demos.hallucination import (
+    SUPPORT_CONTEXT,
+    SUPPORT_RUBRIC,
+    force_branch,
+    run_consistency,
+    run_snowball,
+    split_sentences,
+    token_at_text,
+)
+from playground.demos.inconsistency import distinct_texts, run_inconsistency
+from playground.demos.robustness import run_robustness
+from playground.demos.scenario import PROFILES, find_scenario, scenarios
+from playground.demos.structured import run_structured, validate_json
+from playground.demos.tokens import load_parallel, run_tokens
+from playground.errors import Cancelled, InvalidRequestError
 from playground.records import TokenRecord
 from playground.reward import open_reward_model
 from playground.sampling import SamplingParams
@@ -24,26 +38,26 @@ PARAMS = SamplingParams(temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, seed=11,
 
 
 def test_every_scenario_loads_and_every_demo_has_one() -> None:
-    every = sc.scenarios()
-    assert {s.demo for s in every} == set(sc.DEMOS)
+    every = scenarios()
+    assert {s.demo for s in every} == set(DEMOS)
     for s in every:
         assert s.steps and s.explanation.strip()
-        for profile in sc.PROFILES:
+        for profile in PROFILES:
             params, n = s.params(profile)
             assert n >= 1 and params.max_tokens >= 1
-    assert sc.find_scenario("structured").demo == "structured"
+    assert find_scenario("structured").demo == "structured"
     with pytest.raises(InvalidRequestError, match="no scenario"):
-        sc.find_scenario("nonsense")
+        find_scenario("nonsense")
 
 
 def test_a_broken_scenario_file_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text('{"demo": "tokens", "title": "x"}')
     with pytest.raises(InvalidRequestError, match=r"bad\.json: not a usable scenario"):
-        sc.scenarios(tmp_path)
+        scenarios(tmp_path)
 
 
 def test_inconsistency_free_samples_repeat_single_runs_and_locked_ones_agree(tiny_engine):
-    result = sc.run_inconsistency(tiny_engine, "once upon", PARAMS, 4, chat=False)
+    result = run_inconsistency(tiny_engine, "once upon", PARAMS, 4, chat=False)
     free, locked = result.free, result.locked
     assert [s.seed for s in free.samples] == [11, 12, 13, 14]
     assert [s.seed for s in locked.samples] == [11] * 4
@@ -52,15 +66,15 @@ def test_inconsistency_free_samples_repeat_single_runs_and_locked_ones_agree(tin
         assert [t.id for t in sample.tokens] == [t.id for t in alone.samples[0].tokens]
     assert {tuple(t.id for t in s.tokens) for s in locked.samples} == {
         tuple(t.id for t in free.samples[0].tokens)}
-    assert sc.distinct_texts(locked) == 1
-    assert sc.distinct_texts(free) == len({s.text for s in free.samples})
+    assert distinct_texts(locked) == 1
+    assert distinct_texts(free) == len({s.text for s in free.samples})
     assert sorted(result.tree.samples) == [0, 1, 2, 3]
 
 
 def test_a_cancelled_demonstration_raises_cancelled(tiny_engine):
-    with pytest.raises(sc.Cancelled):
-        sc.run_inconsistency(tiny_engine, "once upon", PARAMS, 2, chat=False,
-                             cancel=lambda: True)
+    with pytest.raises(Cancelled):
+        run_inconsistency(tiny_engine, "once upon", PARAMS, 2, chat=False,
+                          cancel=lambda: True)
 
 
 def test_force_branch_scores_the_forced_token_and_continues_from_it(tiny_engine):
@@ -68,7 +82,7 @@ def test_force_branch_scores_the_forced_token_and_continues_from_it(tiny_engine)
     run = tiny_engine.run("once upon", PARAMS, chat=False)
     original = run.samples[0].tokens
     forced = original[2].top[-1].id  # an unlikely alternative at position 2
-    branch = sc.force_branch(tiny_engine, prompt, original[:2], [forced], PARAMS)
+    branch = force_branch(tiny_engine, prompt, original[:2], [forced], PARAMS)
     assert [t.id for t in branch.tokens[:2]] == [t.id for t in original[:2]]
     assert [t.position for t in branch.tokens] == list(range(len(branch.tokens)))
     record = branch.tokens[2]
@@ -85,18 +99,18 @@ def test_force_branch_scores_the_forced_token_and_continues_from_it(tiny_engine)
 def test_token_at_text_finds_the_token_where_a_word_starts(tiny_engine):
     records = [TokenRecord(0, i, i, t.encode(), t, 0.0, 0.0, 1, 0.0, ())
                for i, t in enumerate(["The", " capital", " is", " Can", "berra", "."])]
-    assert sc.token_at_text(records, "Canberra") == 3
-    assert sc.token_at_text(records, "berra") == 4
-    assert sc.token_at_text(records, "Sydney") is None
+    assert token_at_text(records, "Canberra") == 3
+    assert token_at_text(records, "berra") == 4
+    assert token_at_text(records, "Sydney") is None
 
 
 def test_snowball_branches_where_the_scenario_says(tiny_engine):
     run = tiny_engine.run("once upon", replace(PARAMS, temperature=0.0), chat=False)
     word = run.samples[0].tokens[3].text
-    result = sc.run_snowball(tiny_engine, "once upon", replace(PARAMS, temperature=0.0),
-                             chat=False, branch_at=word, branch_text=" cat", claim=" a cat")
+    result = run_snowball(tiny_engine, "once upon", replace(PARAMS, temperature=0.0),
+                          chat=False, branch_at=word, branch_text=" cat", claim=" a cat")
     assert result.branch is not None
-    assert result.branch.position == sc.token_at_text(run.samples[0].tokens, word)
+    assert result.branch.position == token_at_text(run.samples[0].tokens, word)
     forced_ids = tiny_engine.tokenize(" cat", add_special=False)
     at = result.branch.position
     assert [t.id for t in result.branch.sample.tokens[at : at + len(forced_ids)]] == forced_ids
@@ -104,29 +118,29 @@ def test_snowball_branches_where_the_scenario_says(tiny_engine):
 
 
 def test_consistency_judge_matches_the_judge_asked_directly(tiny_engine):
-    result = sc.run_consistency(tiny_engine, "once upon", replace(PARAMS, max_tokens=12), 3,
-                                chat=False)
+    result = run_consistency(tiny_engine, "once upon", replace(PARAMS, max_tokens=12), 3,
+                             chat=False)
     texts = [s.text for s in result.run.samples]
     assert [[x.text for x in row] for row in result.overlap] == [split_sentences(t)
                                                                 for t in texts]
     i = next(i for i, row in enumerate(result.overlap) if row)
     sentence = result.overlap[i][0].text
-    with open_reward_model("judge", judge_engine=tiny_engine, rubric=sc.SUPPORT_RUBRIC) as judge:
+    with open_reward_model("judge", judge_engine=tiny_engine, rubric=SUPPORT_RUBRIC) as judge:
         direct = [
             1 / (1 + math.exp(-judge.score(
-                sc.SUPPORT_CONTEXT.format(question="once upon", reference=texts[j]),
+                SUPPORT_CONTEXT.format(question="once upon", reference=texts[j]),
                 [sentence])[0]))
             for j in range(3) if j != i
         ]
     assert result.judge[i][0] == pytest.approx(statistics.fmean(direct), abs=1e-4)
     with pytest.raises(InvalidRequestError, match="at least 2"):
-        sc.run_consistency(tiny_engine, "once upon", PARAMS, 1, chat=False)
+        run_consistency(tiny_engine, "once upon", PARAMS, 1, chat=False)
 
 
 def test_robustness_answers_each_variant_as_a_run_of_its_own(tiny_engine):
     greedy = replace(PARAMS, temperature=0.0, max_tokens=4)
-    result = sc.run_robustness(tiny_engine, "Which is red?", greedy, options=["sky", "rose"],
-                               user_text="what is red", chat=False)
+    result = run_robustness(tiny_engine, "Which is red?", greedy, options=["sky", "rose"],
+                            user_text="what is red", chat=False)
     assert [r.prompt for r in result.runs] == [v.text for v in result.variants]
     assert result.variants[-1].kind == "user"
     for variant, run in zip(result.variants[:3], result.runs, strict=False):
@@ -138,8 +152,8 @@ def test_robustness_answers_each_variant_as_a_run_of_its_own(tiny_engine):
 def test_structured_constrained_outputs_all_follow_the_schema(tiny_engine):
     schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"],
               "additionalProperties": False}
-    result = sc.run_structured(tiny_engine, "json please", schema,
-                               replace(PARAMS, max_tokens=40), 3, chat=False)
+    result = run_structured(tiny_engine, "json please", schema,
+                            replace(PARAMS, max_tokens=40), 3, chat=False)
     for sample in result.constrained.samples:
         assert sample.finish_reason == "stop"
         value = json.loads(sample.text)
@@ -152,7 +166,7 @@ def test_structured_constrained_outputs_all_follow_the_schema(tiny_engine):
 
 
 def test_tokens_counts_match_the_tokenizer(tiny_engine):
-    result = sc.run_tokens(tiny_engine, 1)
+    result = run_tokens(tiny_engine, 1)
     parallel = load_parallel()
     for count in result.counts:
         assert count.text == parallel[count.language][1]
@@ -161,24 +175,24 @@ def test_tokens_counts_match_the_tokenizer(tiny_engine):
         assert result.medians[language] == statistics.median(
             len(tiny_engine.tokenize(s, add_special=False)) for s in sentences)
     with pytest.raises(InvalidRequestError, match="choose 0 to"):
-        sc.run_tokens(tiny_engine, 99)
+        run_tokens(tiny_engine, 99)
 
 
 def test_base_vs_instruct_runs_each_model_its_own_way(tmp_path: Path, tiny_model_path: Path):
     base = tiny_models.write_tiny_llama(tmp_path / "base.gguf", chat_template=None)
     params = replace(PARAMS, max_tokens=5)
-    result = sc.run_base_vs_instruct(base, tiny_model_path, "hello", params)
+    result = run_base_vs_instruct(base, tiny_model_path, "hello", params)
     assert (result.base.chat, result.instruct.chat) == (False, True)
     assert Path(result.base.model.path) == base.resolve()
     assert result.base.params.seed == result.instruct.params.seed == 11
     with pytest.raises(InvalidRequestError, match="no chat template"):
-        sc.run_base_vs_instruct(base, base, "hello", params)
+        run_base_vs_instruct(base, base, "hello", params)
 
 
 def test_cli_demo_json_and_errors(tiny_model_path: Path, capsys: pytest.CaptureFixture):
     assert main(["demo", "--list", "--json"]) == 0
     names = [s["name"] for s in json.loads(capsys.readouterr().out)["scenarios"]]
-    assert len(names) == len(sc.scenarios())
+    assert len(names) == len(scenarios())
     assert main(["demo", "tokens", "-m", str(tiny_model_path), "--sentence", "2", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["demo"] == "tokens" and doc["profile"] == "small"
@@ -198,7 +212,7 @@ def test_a_base_model_reads_chat_scenarios_as_plain_text(tmp_path: Path):
 
     with load(tiny_models.write_tiny_llama(tmp_path / "base.gguf", chat_template=None),
               n_ctx=256) as base:
-        result = sc.run_inconsistency(base, "once upon", PARAMS, 2, chat=True)
+        result = run_inconsistency(base, "once upon", PARAMS, 2, chat=True)
         assert not result.free.chat and not result.locked.chat
         assert result.free.prompt_token_ids == base.prompt_tokens("once upon", chat=False)
 
@@ -213,7 +227,7 @@ DOCUMENT_KEYS = {
 }
 
 
-@pytest.mark.parametrize("demo", list(sc.DEMOS))
+@pytest.mark.parametrize("demo", list(DEMOS))
 def test_every_scenario_runs_from_the_cli(demo: str, tiny_model_path: Path, tmp_path: Path,
                                           capsys: pytest.CaptureFixture):
     args = ["demo", demo, "-m", str(tiny_model_path), "-n", "2", "--max-tokens", "6", "--json"]
@@ -222,9 +236,9 @@ def test_every_scenario_runs_from_the_cli(demo: str, tiny_model_path: Path, tmp_
         args += ["--base-model", str(base)]
     assert main(args) == 0, capsys.readouterr().err
     doc = json.loads(capsys.readouterr().out)
-    assert doc["demo"] == demo and doc["scenario"] == sc.find_scenario(demo).name
+    assert doc["demo"] == demo and doc["scenario"] == find_scenario(demo).name
     assert DOCUMENT_KEYS[demo] <= set(doc)
     if demo != "base-vs-instruct":
         assert Path(doc["model"]["path"]) == tiny_model_path.resolve()
     assert main([a for a in args if a != "--json"]) == 0  # the plain-text summary too
-    assert sc.find_scenario(demo).title in capsys.readouterr().out
+    assert find_scenario(demo).title in capsys.readouterr().out

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import tiny_models
 
+from playground.demos.scenario import find_scenario
 from playground.errors import InvalidRequestError
-from playground.scenarios import find_scenario
 from playground.ui.base_instruct_view import BaseInstructView
 
 

@@ -8,9 +8,9 @@ import threading
 import pytest
 from PySide6.QtCore import Qt
 
-from playground.demos import load_parallel
+from playground.demos import DEMOS
+from playground.demos.tokens import load_parallel
 from playground.sampling import SamplingParams
-from playground.scenarios import DEMOS
 from playground.ui.engine_thread import Job
 from playground.ui.main_window import MainWindow
 

@@ -8,10 +8,10 @@ import math
 import pytest
 from PySide6.QtWidgets import QTreeWidgetItemIterator
 
-from playground.demos import sentence_support
+from playground.demos.hallucination import ConsistencyResult, sentence_support
+from playground.demos.scenario import find_scenario
 from playground.engine_api import Engine
 from playground.errors import InvalidRequestError
-from playground.scenarios import ConsistencyResult, find_scenario
 from playground.ui.colors import FLAGGED
 from playground.ui.hallucination_view import (
     BranchResult,

@@ -10,10 +10,15 @@ import pytest
 from PySide6.QtCore import QPointF
 from PySide6.QtGui import QFont
 
-from playground.demos import TreeNode, divergence_tree
+from playground.demos.inconsistency import (
+    InconsistencyResult,
+    TreeNode,
+    distinct_texts,
+    divergence_tree,
+)
+from playground.demos.scenario import find_scenario
 from playground.errors import InvalidRequestError
 from playground.records import Sample, TokenRecord
-from playground.scenarios import InconsistencyResult, distinct_texts, find_scenario
 from playground.ui.divergence_tree import DivergenceTree, place_tree
 from playground.ui.inconsistency_view import InconsistencyView
 

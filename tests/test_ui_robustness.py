@@ -7,9 +7,10 @@ import math
 
 import pytest
 
+from playground.demos.robustness import RobustnessResult
+from playground.demos.scenario import find_scenario
 from playground.engine_api import Engine
 from playground.errors import InvalidRequestError
-from playground.scenarios import RobustnessResult, find_scenario
 from playground.ui.robustness_view import RobustnessView
 
 SCENARIO = find_scenario("robustness-red-planet")

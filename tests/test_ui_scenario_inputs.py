@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 
 from playground.errors import InvalidRequestError
-from playground.scenarios import scenarios
+from playground.demos.scenario import scenarios
 from playground.ui.scenario_inputs import MAX_N, RANDOM_SEED, ScenarioInputs
 
 

@@ -8,10 +8,10 @@ import json
 import pytest
 from PySide6.QtWidgets import QTableWidget
 
-from playground.demos import repair_json, validate_json, validity_counts
+from playground.demos.scenario import find_scenario
+from playground.demos.structured import repair_json, validate_json, validity_counts
 from playground.engine_api import Engine
 from playground.errors import InvalidRequestError
-from playground.scenarios import find_scenario
 from playground.ui.structured_view import FULL_TEXT, StructuredView
 
 SCENARIO = find_scenario("structured-person")

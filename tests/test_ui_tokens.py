@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pyqtgraph as pg
 
-from playground.demos import load_parallel
-from playground.scenarios import find_scenario
+from playground.demos.scenario import find_scenario
+from playground.demos.tokens import load_parallel
 from playground.ui.tokens_view import TokensView, chips_html, clusters
 
 SCENARIO = find_scenario("tokens")
@@ -41,7 +41,7 @@ def test_view_shows_every_language_as_the_tokenizer_cuts_it(qtbot, embedded_engi
 
 
 def test_a_character_split_over_tokens_is_one_chip_with_its_count(tiny_engine):
-    from playground.demos import token_counts
+    from playground.demos.tokens import token_counts
 
     # The tiny vocabulary spells Devanagari byte by byte: three tokens per character.
     (count,) = token_counts(tiny_engine, {"Hindi": "आज"})

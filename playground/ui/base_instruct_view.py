@@ -17,17 +17,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from playground.demos.base_instruct import BaseInstructResult, base_model, run_base_vs_instruct
+from playground.demos.scenario import Cancel, Progress, Scenario
 from playground.engine_api import Engine
 from playground.errors import InvalidRequestError
 from playground.records import Run
-from playground.scenarios import (
-    BaseInstructResult,
-    Cancel,
-    Progress,
-    Scenario,
-    base_model,
-    run_base_vs_instruct,
-)
 from playground.ui.demo_view import DemoView, LinesTall, caption, note
 from playground.ui.engine_thread import Job
 from playground.ui.logprob_chart import LogprobChart

@@ -1,9 +1,9 @@
 """What every demonstration's view provides to the Demos tab (see demos_tab.py).
 
 A view holds the demonstration's inputs (filled from a scenario, editable), turns them into a
-`Job` that runs on the engine's thread (the work itself is a `playground.scenarios` runner), and
-shows the job's result. Its `sections` are the parts that presentation mode reveals one step at
-a time, in order; the first is the inputs.
+`Job` that runs on the engine's thread (the work itself is the runner of its module in
+`playground.demos`), and shows the job's result. Its `sections` are the parts that
+presentation mode reveals one step at a time, in order; the first is the inputs.
 """
 
 from __future__ import annotations
@@ -26,13 +26,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from playground.scenarios import Scenario
+from playground.demos.scenario import Scenario
 from playground.ui.engine_thread import Job
 
 
 class DemoView(QWidget):
     demo = ""
-    """The demonstration's name in `playground.scenarios.DEMOS`."""
+    """The demonstration's name in the registry, `playground.demos.DEMOS` (see demo_views.py)."""
 
     job_requested = Signal(object)
     """A Job the view wants run on its own (e.g. a branch after a click), besides `job()`."""

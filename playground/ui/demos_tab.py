@@ -28,19 +28,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from playground.demos import DEMOS
+from playground.demos.scenario import Scenario, profile_for, scenarios
 from playground.errors import PlaygroundError
 from playground.gguf_file import ModelInfo
 from playground.records import Run
-from playground.scenarios import DEMOS, Scenario, profile_for, scenarios
-from playground.ui.base_instruct_view import BaseInstructView
 from playground.ui.demo_view import DemoView
+from playground.ui.demo_views import VIEWS
 from playground.ui.engine_thread import EngineThread, Job
-from playground.ui.hallucination_view import HallucinationView
-from playground.ui.inconsistency_view import InconsistencyView
-from playground.ui.robustness_view import RobustnessView
-from playground.ui.structured_view import StructuredView
 from playground.ui.tasks import Task
-from playground.ui.tokens_view import TokensView
 
 PRESENTING_CHART_SCALE = 1.4
 """How much larger chart text is in presentation mode (less than the stylesheet's ~1.7x: tick
@@ -64,9 +60,9 @@ class DemosTab(QWidget):
 
         self.views: dict[str, DemoView] = {}
         self.stack = QStackedWidget()
-        for view in (InconsistencyView(), HallucinationView(), RobustnessView(),
-                     StructuredView(), TokensView(), BaseInstructView()):
-            self.views[view.demo] = view
+        for demo in DEMOS:
+            view = VIEWS[demo]()
+            self.views[demo] = view
             view.job_requested.connect(lambda job, v=view: self._request(v, job))
             scroll = QScrollArea()
             scroll.setWidget(view)
@@ -75,7 +71,7 @@ class DemosTab(QWidget):
             self.stack.addWidget(scroll)
 
         self.demo_list = QListWidget()
-        self.demo_list.addItems(list(DEMOS.values()))
+        self.demo_list.addItems([demo.title for demo in DEMOS.values()])
         self.demo_list.setFixedWidth(self.demo_list.sizeHintForColumn(0) + 28)
         self.demo_list.currentRowChanged.connect(self._demo_chosen)
 
@@ -153,7 +149,7 @@ class DemosTab(QWidget):
         self.scenario_box.blockSignals(True)
         self.scenario_box.clear()
         for s in self.scenarios:
-            self.scenario_box.addItem(f"{DEMOS[s.demo]}: {s.name}", s.name)
+            self.scenario_box.addItem(f"{DEMOS[s.demo].title}: {s.name}", s.name)
         self.scenario_box.blockSignals(False)
         if self.scenarios:
             self.choose(self.scenarios[0].name)

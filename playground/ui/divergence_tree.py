@@ -1,9 +1,9 @@
 """Where the N answers to one prompt parted, drawn left to right as a prefix-shared tree.
 
-Each box is text that the same runs share (`playground.demos.TreeNode`); the runs part where it
-ends. Each branch is labelled with the probability the model gave the token that opened it, on
-the heat-map colour of the token view, and numbered dots in a sample's colour mark where each run
-ends. Long text is elided to fit; the tooltip has all of it.
+Each box is text that the same runs share (`playground.demos.inconsistency.TreeNode`); the runs
+part where it ends. Each branch is labelled with the probability the model gave the token that
+opened it, on the heat-map colour of the token view, and numbered dots in a sample's colour mark
+where each run ends. Long text is elided to fit; the tooltip has all of it.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QSizePolicy, QToolTip, QWidget
 
-from playground.demos import TreeNode
+from playground.demos.inconsistency import TreeNode
 from playground.ui.colors import probability_color, sample_color
 
 LINES = 2

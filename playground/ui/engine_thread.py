@@ -72,7 +72,7 @@ class RewardOpened:
 @dataclass(frozen=True)
 class Job:
     """A demonstration's work: `work(engine, progress, cancelled)` returns its result (see
-    `playground.scenarios`). `engine` is the loaded model, or None when `needs_engine` is
+    `playground.demos`). `engine` is the loaded model, or None when `needs_engine` is
     False (the job loads its own)."""
 
     name: str

@@ -34,7 +34,8 @@ from PySide6.QtWidgets import (
 )
 
 from playground import export
-from playground.export import FORMATS, PAIR_MODES, ExportCancelled
+from playground.errors import Cancelled
+from playground.export import FORMATS, PAIR_MODES
 from playground.records import Run
 from playground.store import Store
 from playground.ui.colors import ERROR_TEXT
@@ -360,7 +361,7 @@ class _ReportingStore:
 
     def load(self, run_id: int) -> Run:
         if self._cancel():
-            raise ExportCancelled("export cancelled; no file was written")
+            raise Cancelled("export cancelled; no file was written")
         run = self._store.load(run_id)
         self._loaded += 1
         self._progress(self._loaded, self._total)

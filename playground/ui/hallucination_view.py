@@ -41,24 +41,22 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from playground.demos import FLAG_THRESHOLD, SentenceSupport
-from playground.engine_api import Engine
-from playground.errors import InvalidRequestError
-from playground.records import Run, Sample, TokenRecord
-from playground.scenarios import (
-    Cancel,
+from playground.demos.hallucination import (
+    FLAG_THRESHOLD,
     ConsistencyResult,
     ForcedBranch,
-    Progress,
-    Scenario,
+    SentenceSupport,
     SnowballResult,
-    chat_for,
     force_branch,
     run_consistency,
     run_snowball,
     score_claim,
     snowball_params,
 )
+from playground.demos.scenario import Cancel, Progress, Scenario, chat_for
+from playground.engine_api import Engine
+from playground.errors import InvalidRequestError
+from playground.records import Run, Sample, TokenRecord
 from playground.scoring import mean_logprob
 from playground.ui.colors import FLAGGED
 from playground.ui.demo_view import DemoView, LinesTall, caption, note, section

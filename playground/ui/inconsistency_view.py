@@ -20,17 +20,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from playground.demos.inconsistency import InconsistencyResult, distinct_texts, run_inconsistency
+from playground.demos.scenario import Cancel, Progress, Scenario
 from playground.engine_api import Engine
 from playground.errors import InvalidRequestError
 from playground.records import Run, Sample
-from playground.scenarios import (
-    Cancel,
-    InconsistencyResult,
-    Progress,
-    Scenario,
-    distinct_texts,
-    run_inconsistency,
-)
 from playground.ui.demo_view import DemoView, LinesTall, caption, note
 from playground.ui.divergence_tree import DivergenceTree, dot_size, draw_run_dot
 from playground.ui.engine_thread import Job

@@ -1,8 +1,9 @@
 """Slightly different input: one question reworded several ways, the answers side by side.
 
-Every variant is answered with the same settings and seed (see `scenarios.run_robustness`), so
-any difference in the answers comes from the wording alone. Answers to reordered options are
-mapped back to the original letters before they are compared.
+Every variant is answered with the same settings and seed (see
+`demos.robustness.run_robustness`), so any difference in the answers comes from the wording
+alone. Answers to reordered options are mapped back to the original letters before they are
+compared.
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from playground.demos import Variant
+from playground.demos.robustness import RobustnessResult, Variant, run_robustness
+from playground.demos.scenario import Scenario
 from playground.errors import InvalidRequestError
-from playground.scenarios import RobustnessResult, Scenario, run_robustness
 from playground.ui.colors import BAD, BAD_ROW, GOOD
 from playground.ui.demo_view import DemoView, LinesTall, caption, fitted_table, note, one_line
 from playground.ui.engine_thread import Job

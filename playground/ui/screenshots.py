@@ -17,9 +17,9 @@ from PySide6.QtCore import QEventLoop, QSize, Qt, QTimer
 from PySide6.QtWidgets import QWidget
 
 from playground import paths
+from playground.demos import DEMOS
 from playground.errors import PlaygroundError
 from playground.sampling import SamplingParams
-from playground.scenarios import DEMOS
 from playground.ui.app import application
 from playground.ui.main_window import MainWindow
 from playground.ui.tasks import Task

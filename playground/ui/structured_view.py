@@ -1,8 +1,8 @@
 """Structured output: N answers constrained by a JSON Schema's grammar beside N free ones.
 
 The free answers use the same seeds as the constrained ones, so the two columns differ only by
-the grammar. The last section shows what `demos.repair_json` makes of every invalid free answer,
-and the mistake the model repeats most.
+the grammar. The last section shows what `demos.structured.repair_json` makes of every invalid
+free answer, and the mistake the model repeats most.
 """
 
 from __future__ import annotations
@@ -23,10 +23,16 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from playground.demos import ValidityCounts, json_schema_grammar, validate_json
+from playground.demos.scenario import Scenario
+from playground.demos.structured import (
+    StructuredResult,
+    ValidityCounts,
+    json_schema_grammar,
+    run_structured,
+    validate_json,
+)
 from playground.errors import InvalidRequestError
 from playground.records import Run
-from playground.scenarios import Scenario, StructuredResult, run_structured
 from playground.ui.colors import BAD, BAD_ROW, FAIR, GOOD, WARNING_BACKGROUND, WARNING_BORDER
 from playground.ui.demo_view import (
     DemoView,

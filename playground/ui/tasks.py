@@ -12,7 +12,7 @@
 `work(progress, cancelled)` runs on one of the executor's threads and must not touch widgets.
 `progress(done, total)` reports; `cancelled()` turns True once `Task.cancel` was called. A
 cancel is cooperative: the work polls `cancelled()` and decides how to end (a generation ends
-its samples as "cancelled" and returns them; an export raises ExportCancelled). When `work` is a
+its samples as "cancelled" and returns them; an export raises errors.Cancelled). When `work` is a
 generator function, what it yields reaches `yielded` and what it returns reaches `finished`
 (superqt's GeneratorWorker is the model).
 
@@ -25,7 +25,7 @@ emits on a private relay, queued to the task, which lives on the GUI thread.
     finished(object)      what the work returned
     errored(str)          a one-line message for the user
     cancelled()           the task was cancelled before it began, or its work stopped by
-                          raising a PlaygroundError after `cancel` (e.g. ExportCancelled)
+                          raising a PlaygroundError after `cancel` (e.g. errors.Cancelled)
 
 Exactly one of finished, errored and cancelled ends every task, after its other signals.
 """

@@ -15,8 +15,8 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QComboBox, QGridLayout, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
-from playground.demos import LanguageCount, load_parallel
-from playground.scenarios import Scenario, TokensResult, run_tokens
+from playground.demos.scenario import Scenario
+from playground.demos.tokens import LanguageCount, TokensResult, load_parallel, run_tokens
 from playground.ui.colors import PER_CHARACTER, PER_WORD, TOKEN_CHIPS
 from playground.ui.demo_view import DemoView, caption, note
 from playground.ui.engine_thread import Job
