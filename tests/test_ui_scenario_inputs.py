@@ -6,8 +6,8 @@ from dataclasses import replace
 
 import pytest
 
-from playground.errors import InvalidRequestError
 from playground.demos.scenario import scenarios
+from playground.errors import InvalidRequestError
 from playground.ui.scenario_inputs import MAX_N, RANDOM_SEED, ScenarioInputs
 
 

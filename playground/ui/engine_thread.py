@@ -27,7 +27,7 @@ from playground.records import Event, RewardModelIdentity, Run, RunEnd, RunStats
 from playground.reward import RewardModel, open_reward_model
 from playground.sampling import SamplingParams
 from playground.store import RunWriter, Store
-from playground.ui.tasks import Cancelled, Executor, Progress, Task
+from playground.ui.tasks import Executor, IsCancelled, Progress, Task
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ class Job:
     False (the job loads its own)."""
 
     name: str
-    work: Callable[[Engine | None, Progress, Cancelled], Any]
+    work: Callable[[Engine | None, Progress, IsCancelled], Any]
     needs_engine: bool = True
 
 
@@ -95,7 +95,7 @@ class EngineThread:
         """Cancel every task, let the running one stop, free llama.cpp on its thread, and wait."""
         self._executor.shut_down()
 
-    def _task(self, name: str, work: Callable[[Progress, Cancelled], Any]) -> Task:
+    def _task(self, name: str, work: Callable[[Progress, IsCancelled], Any]) -> Task:
         return Task(work, name, self._executor)
 
     # -- tasks -----------------------------------------------------------------------------
@@ -104,7 +104,7 @@ class EngineThread:
         """Load a model (None: the embedded one) in place of the loaded one; returns a
         LoadedModel. Progress is in thousandths."""
 
-        def work(progress: Progress, cancelled: Cancelled) -> LoadedModel:
+        def work(progress: Progress, cancelled: IsCancelled) -> LoadedModel:
             def step(fraction: float) -> bool:
                 progress(round(fraction * 1000), 1000)
                 return not cancelled()
@@ -124,7 +124,7 @@ class EngineThread:
         """Generate a run with the loaded model, recording it: yields a StartedRun, then the
         run's events; returns its RunStats. Cancelled, the samples end as 'cancelled'."""
 
-        def work(_progress: Progress, cancelled: Cancelled) -> Iterator[StartedRun | Event]:
+        def work(_progress: Progress, cancelled: IsCancelled) -> Iterator[StartedRun | Event]:
             engine = self._loaded()
             run = engine.start_run(prompt, params, n, chat=chat, system=system)
             writer, notice = self._record(run)
@@ -148,7 +148,7 @@ class EngineThread:
         the path of a reward GGUF), opening it once; returns one score per response (NaN where
         cancelled) and the model's identity. Yields a RewardOpened when it opens one."""
 
-        def work(progress: Progress, cancelled: Cancelled) -> Iterator[RewardOpened]:
+        def work(progress: Progress, cancelled: IsCancelled) -> Iterator[RewardOpened]:
             key = (reward_model, rubric)
             if self._reward is None or self._reward_key != key:
                 self._close_reward()
@@ -168,7 +168,7 @@ class EngineThread:
     def job(self, job: Job) -> Task:
         """Run a demonstration's job; returns its result."""
 
-        def work(progress: Progress, cancelled: Cancelled) -> Any:
+        def work(progress: Progress, cancelled: IsCancelled) -> Any:
             return job.work(self._loaded() if job.needs_engine else None, progress, cancelled)
 
         return self._task(job.name, work)

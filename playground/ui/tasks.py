@@ -45,8 +45,9 @@ from PySide6.QtCore import QObject, Qt, Signal, Slot
 from playground.errors import PlaygroundError
 
 Progress = Callable[[int, int], None]
-Cancelled = Callable[[], bool]
-Work = Callable[[Progress, Cancelled], Any]
+IsCancelled = Callable[[], bool]
+"""Polled by the work: True once its task was cancelled."""
+Work = Callable[[Progress, IsCancelled], Any]
 
 REPORT_INTERVAL = 0.03
 """Seconds between two `yielded` (or two `progressed`) signals of a task. A generation yields a
