@@ -20,7 +20,7 @@ logprob and entropy (the app shows Python floats, and float64 is the only width 
 back bit for bit, so a reopened run equals the one that was shown), int32 for ids and ranks, and
 the alternatives' texts through a per-blob table of distinct (id, text) pairs, since a tokenizer
 gives the same text for the same id over and over. 32 samples x 2048 tokens with 10 alternatives
-take about 12 MB (tests/test_store.py measures it).
+take about 12 MB (tests/core/test_store.py measures it).
 
 The schema is versioned with `PRAGMA user_version`: `MIGRATIONS[i]` takes the file from version i
 to version i + 1, so adding a version is appending one function. Version 2 added which reward

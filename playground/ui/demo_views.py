@@ -7,9 +7,9 @@ from playground.ui.base_instruct_view import BaseInstructView
 from playground.ui.demo_view import DemoView
 from playground.ui.hallucination_view import HallucinationView
 from playground.ui.inconsistency_view import InconsistencyView
+from playground.ui.languages_view import LanguagesView
 from playground.ui.robustness_view import RobustnessView
 from playground.ui.structured_view import StructuredView
-from playground.ui.tokens_view import TokensView
 
 VIEWS: dict[str, type[DemoView]] = {
     view.demo: view
@@ -18,7 +18,7 @@ VIEWS: dict[str, type[DemoView]] = {
         HallucinationView,
         RobustnessView,
         StructuredView,
-        TokensView,
+        LanguagesView,
         BaseInstructView,
     )
 }

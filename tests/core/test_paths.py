@@ -11,7 +11,7 @@ import pytest
 from playground import paths
 from playground.cli import main
 
-REPO_RESOURCES = Path(__file__).resolve().parent.parent / "resources"
+REPO_RESOURCES = Path(__file__).resolve().parents[2] / "resources"
 
 
 def test_a_checkout_reads_the_top_level_folders():

@@ -12,7 +12,7 @@ import pytest
 from playground.errors import WindowSystemError
 from playground.ui import window_system
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Qt's Linux plugins")
 
 # `ldd PySide6/Qt/plugins/platforms/libqxcb.so` on a Debian 12 machine without libxcb-util's

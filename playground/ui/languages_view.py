@@ -53,7 +53,7 @@ def chips_html(count: LanguageCount) -> str:
     return "&#8203;".join(spans)  # zero-width spaces let long rows wrap between tokens
 
 
-class TokensView(DemoView):
+class LanguagesView(DemoView):
     demo = "tokens"
 
     def __init__(self, parent: QWidget | None = None) -> None:

@@ -37,7 +37,8 @@ try:  # tests/ is on sys.path under pytest's default (prepend) import mode
 except ImportError:  # pragma: no cover - e.g. if tests/ becomes a package
     from tests import store_writer as sw
 
-HERE = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
+"""The tests folder, where the shared helpers live."""
 
 
 @pytest.fixture(autouse=True)
@@ -236,7 +237,7 @@ def test_killed_writer_leaves_finished_samples_intact(data_dir: Path) -> None:
     path = data_dir / "history.sqlite"
     Store(path).close()
     process = subprocess.Popen(
-        [sys.executable, str(HERE / "store_writer.py"), str(path)],
+        [sys.executable, str(TESTS / "store_writer.py"), str(path)],
         stdout=subprocess.PIPE, text=True,
     )
     try:

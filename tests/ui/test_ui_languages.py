@@ -6,13 +6,13 @@ import pyqtgraph as pg
 
 from playground.demos.scenario import find_scenario
 from playground.demos.tokens import load_parallel
-from playground.ui.tokens_view import TokensView, chips_html, clusters
+from playground.ui.languages_view import LanguagesView, chips_html, clusters
 
 SCENARIO = find_scenario("tokens")
 
 
 def test_view_shows_every_language_as_the_tokenizer_cuts_it(qtbot, embedded_engine):
-    view = TokensView()
+    view = LanguagesView()
     qtbot.addWidget(view)
     view.set_scenario(SCENARIO, "small")
     assert len(view.sections()) == len(SCENARIO.steps)

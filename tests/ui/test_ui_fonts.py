@@ -16,7 +16,7 @@ from PySide6.QtGui import QFont, QTextLayout
 from playground import paths
 from playground.ui import fonts
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SENTENCES = json.loads((paths.resource_dir("languages") / "parallel.json").read_text("utf-8"))
 LANGUAGES = SENTENCES["languages"]
 
@@ -91,7 +91,8 @@ FAMILIES = {"NotoSansDevanagari": "Noto Sans Devanagari", "NotoSansArabic": "Not
 
 
 def test_at_start_up_bundled_fonts_back_up_the_scripts_no_system_font_covers(tmp_path):
-    environ = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
+    here = Path(__file__).parent  # for `from test_ui_fonts import ...`
+    environ = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(here)])}
     done = subprocess.run([sys.executable, "-c", START_UP], env=environ, cwd=tmp_path,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

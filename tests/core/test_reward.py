@@ -42,7 +42,7 @@ from playground.reward import (
 )
 from playground.sampling import SamplingParams
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 PROMPT = "write a story about the cat"
 RESPONSES = [
     "once upon a time there was a cat",

@@ -242,7 +242,7 @@ def test_random_mutations_of_a_real_header(tiny_model_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, str(Path(gguf_fuzz.__file__)), str(tiny_model_path), str(n), "12"],
         capture_output=True, text=True, timeout=120,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
     )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
