@@ -267,6 +267,7 @@ def force_branch(
     The forced tokens are scored as the model sees them (teacher forcing), so the branch's
     records show how unlikely they were; everything after is generated as usual.
     """
+    engine.capabilities.require("teacher_forcing", "forcing a token")
     if not forced:
         raise InvalidRequestError("nothing to force: give at least one token")
     params = params.resolved()
@@ -374,6 +375,7 @@ def snowball_params(snowball: dict[str, Any], params: SamplingParams) -> Samplin
 def score_claim(engine: Engine, prompt_tokens: list[int], text: str,
                 top_logprobs: int = 5) -> list[TokenRecord]:
     """Each token of `text` as the model would have scored it after the prompt."""
+    engine.capabilities.require("teacher_forcing", "scoring a given text")
     tokens = engine.tokenize(text, add_special=False)
     if not tokens:
         raise InvalidRequestError("the text to score is empty")

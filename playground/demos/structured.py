@@ -351,6 +351,7 @@ def run_structured(
     cancel: Cancel = never,
 ) -> StructuredResult:
     """N samples constrained by the schema's grammar, then N free ones with the same seeds."""
+    engine.capabilities.require("grammar", "the structured-output demonstration")
     grammar = json_schema_grammar(schema)
     params = params.resolved()
     step = counter(progress, 2 * n)
