@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import json
 import os
 import stat
 from dataclasses import dataclass
@@ -14,13 +13,6 @@ from playground import paths
 from playground.errors import ModelFileError
 from playground.files import kind_of
 from playground.gguf_file import ModelInfo, model_info
-
-CATALOG_FILE = paths.catalog_file()
-
-
-def load_catalog(path: Path = CATALOG_FILE) -> list[dict[str, Any]]:
-    """The recommended models: name, url, file, size, licence, sha256 (or None), role."""
-    return json.loads(path.read_text(encoding="utf-8"))["models"]
 
 
 @dataclass(frozen=True)

@@ -146,10 +146,10 @@ def test_models_finds_the_embedded_model_in_the_venv(installed: Installed):
 
 def test_the_catalog_is_the_checkouts(installed: Installed):
     out = ok(run(installed.python, "-c",
-                 "import json; from playground.catalog import load_catalog; "
-                 "print(json.dumps(load_catalog()))", env=installed.env, cwd=installed.elsewhere))
+                 "from playground import paths; print(paths.catalog_file().read_text())",
+                 env=installed.env, cwd=installed.elsewhere))
     repo = json.loads((REPO / "models" / "catalog.json").read_text(encoding="utf-8"))
-    assert json.loads(out) == repo["models"]
+    assert json.loads(out) == repo
 
 
 def test_generate(installed: Installed):
