@@ -492,10 +492,11 @@ class LocalEngine:
         position = len(prompt)
         new_tokens = 0
         stops = [s.encode("utf-8") for s in params.stop]
+        ends = self.is_end_of_generation
         while live:
             still = []
             for seq, row in zip(live, rows, strict=True):
-                token, sampling_logprob = seq.draw(row, params.top_needed, self.model)
+                token, sampling_logprob = seq.draw(row, params.top_needed, ends)
                 if token is None:
                     yield seq.end("stop")
                     continue
@@ -664,7 +665,7 @@ class _Sequence:
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
 
     def draw(self, row: np.ndarray, top_needed: int,
-             model: LlamaModel) -> tuple[int | None, float]:
+             ends: Callable[[int], bool]) -> tuple[int | None, float]:
         """Draw the next token from `row` and accept it: (token, its sampling logprob), or
         (None, nan) where the sample ends instead (end of generation, or a constraint that
         allows nothing more)."""
@@ -672,7 +673,7 @@ class _Sequence:
         if self.constraint is not None and not np.isfinite(allowed).any():
             return None, math.nan
         token, sampling_logprob = self.sampler.sample(allowed)
-        if model.is_end_of_generation(token):
+        if ends(token):
             return None, math.nan
         self.sampler.accept(token)
         if self.constraint is not None:
