@@ -15,14 +15,13 @@ from playground.demos.scenario import (
     DemoRequest,
     Progress,
     counter,
-    finite,
     generate,
     never,
     quiet,
 )
 from playground.engine import load
 from playground.errors import InvalidRequestError
-from playground.records import Run
+from playground.records import Run, json_float
 from playground.sampling import SamplingParams
 from playground.scoring import mean_logprob
 
@@ -37,7 +36,7 @@ class BaseInstructResult:
             s = run.samples[0]
             return {"model": run.model.name, "path": run.model.path, "chat": run.chat,
                     "text": s.text, "finish_reason": s.finish_reason,
-                    "mean_logprob": finite(mean_logprob(s.logprobs)),
+                    "mean_logprob": json_float(mean_logprob(s.logprobs)),
                     "tokens": [{"text": r.text, "prob": r.prob, "entropy": r.entropy}
                                for r in s.tokens]}
 

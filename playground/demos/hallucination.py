@@ -18,14 +18,13 @@ from playground.demos.scenario import (
     Progress,
     counter,
     engine_of,
-    finite,
     generate,
     never,
     quiet,
     start,
 )
 from playground.errors import Cancelled, InvalidRequestError
-from playground.records import Run, RunEnd, Sample, TokenRecord
+from playground.records import Run, RunEnd, Sample, TokenRecord, json_float
 from playground.reward import open_reward_model
 from playground.sampling import SamplingParams
 from playground.scoring import mean_logprob
@@ -180,7 +179,7 @@ class ConsistencyResult:
                 "index": s.index,
                 "text": s.text,
                 "sentences": [
-                    {"text": x.text, "overlap": finite(x.support), "judge": finite(j)
+                    {"text": x.text, "overlap": json_float(x.support), "judge": json_float(j)
                      if j is not None else None, "flagged": x.flagged,
                      "unsupported_words": list(x.unsupported)}
                     for x, j in zip(scored, judged, strict=True)
@@ -302,15 +301,15 @@ class SnowballResult:
             s = self.branch.sample
             branch = {"position": self.branch.position, "forced": tokens(
                 [self.branch.forced] if self.branch.forced else []), "text": s.text,
-                "mean_logprob": finite(mean_logprob(s.logprobs)), "tokens": tokens(s.tokens)}
+                "mean_logprob": json_float(mean_logprob(s.logprobs)), "tokens": tokens(s.tokens)}
         original = self.run.samples[0]
         return {
             "prompt": self.run.prompt,
             "original": {"text": original.text, "tokens": tokens(original.tokens),
-                         "mean_logprob": finite(mean_logprob(original.logprobs))},
+                         "mean_logprob": json_float(mean_logprob(original.logprobs))},
             "branch": branch,
             "claim": {"tokens": tokens(self.claim),
-                      "mean_logprob": finite(mean_logprob([r.logprob for r in self.claim]))},
+                      "mean_logprob": json_float(mean_logprob([r.logprob for r in self.claim]))},
         }
 
 

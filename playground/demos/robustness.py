@@ -17,14 +17,13 @@ from playground.demos.scenario import (
     Progress,
     counter,
     engine_of,
-    finite,
     generate,
     never,
     quiet,
     quoted,
     start,
 )
-from playground.records import Run
+from playground.records import Run, json_float
 from playground.sampling import SamplingParams
 from playground.scoring import extract_answer, majority_vote, mean_logprob
 
@@ -229,7 +228,7 @@ class RobustnessResult:
                 "kind": variant.kind, "prompt": variant.text,
                 "output": run.samples[0].text, "answer": self.agreement.answers[i],
                 "agrees": self.agreement.agrees[i],
-                "mean_logprob": finite(self.mean_logprobs()[i]),
+                "mean_logprob": json_float(self.mean_logprobs()[i]),
             })
         return {"answer": self.agreement.answer, "kind": self.agreement.kind,
                 "share": self.agreement.share, "params": self.runs[0].params.to_json(),

@@ -11,7 +11,6 @@ takes `progress(done, total)` and `cancel()`, and a cancelled run raises `Cancel
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from playground import paths
 from playground.errors import Cancelled, InvalidRequestError
 from playground.gguf_file import ModelInfo
-from playground.records import Run, SampleEnd
+from playground.records import Run, SampleEnd, json_float
 from playground.sampling import Constraint, SamplingParams
 from playground.scoring import mean_logprob
 
@@ -229,14 +228,9 @@ def counter(progress: Progress, total: int) -> Callable[[], None]:
 def samples_json(run: Run) -> list[dict[str, Any]]:
     return [
         {"index": s.index, "seed": s.seed, "text": s.text, "finish_reason": s.finish_reason,
-         "mean_logprob": finite(mean_logprob(s.logprobs))}
+         "mean_logprob": json_float(mean_logprob(s.logprobs))}
         for s in run.samples
     ]
-
-
-def finite(value: float) -> float | None:
-    """The value, or None (JSON null) for NaN and infinities."""
-    return value if math.isfinite(value) else None
 
 
 def quoted(text: str) -> str:

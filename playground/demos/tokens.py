@@ -19,11 +19,11 @@ from playground.demos.scenario import (
     DemoRequest,
     Progress,
     engine_of,
-    finite,
     never,
     quiet,
 )
 from playground.errors import InvalidRequestError
+from playground.records import json_float
 
 if TYPE_CHECKING:
     from playground.engine_api import Engine
@@ -113,8 +113,8 @@ class TokensResult:
         return {
             "languages": [
                 {"language": c.language, "text": c.text, "tokens": c.tokens, "words": c.words,
-                 "chars": c.chars, "tokens_per_word": finite(c.tokens_per_word),
-                 "tokens_per_char": finite(c.tokens_per_char),
+                 "chars": c.chars, "tokens_per_word": json_float(c.tokens_per_word),
+                 "tokens_per_char": json_float(c.tokens_per_char),
                  "median_tokens": self.medians.get(c.language),
                  "pieces": [text for text, _ in c.pieces]}
                 for c in self.counts

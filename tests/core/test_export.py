@@ -11,7 +11,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import argilla_rules
 import pytest
+import store_writer as sw
 
 from playground.errors import Cancelled
 from playground.export import (
@@ -27,13 +29,6 @@ from playground.export import (
 )
 from playground.records import RewardModelIdentity, Run
 from playground.store import Store
-
-try:  # tests/ is on sys.path under pytest's default (prepend) import mode
-    import argilla_rules
-    import store_writer as sw
-except ImportError:  # pragma: no cover - e.g. if tests/ becomes a package
-    from tests import argilla_rules
-    from tests import store_writer as sw
 
 
 @pytest.fixture(autouse=True)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import store_writer as sw
 
 from playground import store as store_module
 from playground.records import RewardModelIdentity, Run, RunEnd, SampleEnd, TokenRecord
@@ -31,11 +32,6 @@ from playground.store import (
     encode_tokens,
     open_store,
 )
-
-try:  # tests/ is on sys.path under pytest's default (prepend) import mode
-    import store_writer as sw
-except ImportError:  # pragma: no cover - e.g. if tests/ becomes a package
-    from tests import store_writer as sw
 
 TESTS = Path(__file__).resolve().parents[1]
 """The tests folder, where the shared helpers live."""

@@ -6,17 +6,10 @@ import ctypes
 import math
 import time
 
+import llama_cpp
 import numpy as np
 import pytest
-
-llama_cpp = pytest.importorskip("llama_cpp")
-pytest.importorskip("gguf")
-
-try:  # tests/ is on sys.path under pytest's default (prepend) import mode
-    import tiny_models as tm
-except ImportError:  # pragma: no cover - e.g. if tests/ becomes a package
-    from tests import tiny_models as tm
-
+import tiny_models as tm
 
 PROMPTS = [
     b"Once upon a time",
