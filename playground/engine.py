@@ -49,6 +49,7 @@ from playground.records import (
     TokenRecord,
 )
 from playground.sampling import (
+    MAX_ALTERNATIVES,
     Constraint,
     GrammarConstraint,
     Sampler,
@@ -57,7 +58,6 @@ from playground.sampling import (
 )
 
 MAX_SAMPLES = 32
-MAX_ALTERNATIVES = 100
 DEFAULT_CONTEXT = 4096
 PROMPT_BATCH = 512
 FORCED_BATCH = 32

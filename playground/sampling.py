@@ -40,6 +40,8 @@ MAX_SCALE = 1e6
 """The largest temperature and repetition penalty: logits are float32, and dividing or multiplying
 them by more could overflow to inf. At 1e6 every distribution is already uniform, or the penalty
 total, to within float rounding."""
+MAX_ALTERNATIVES = 100
+"""The most alternatives a token may record (top-logprobs)."""
 MAX_COUNT = 2**31 - 1
 """The largest top-k, repeat-last-n and max tokens accepted (llama.cpp counts in int32)."""
 
@@ -88,7 +90,7 @@ class SamplingParams:
         if self.seed is not None:
             _whole(self.seed, "seed", 0, MAX_SEED, " (leave it out for a fresh one)")
         _whole(self.max_tokens, "max tokens", 1, MAX_COUNT)
-        _whole(self.top_logprobs, "top-logprobs", 0, 100)
+        _whole(self.top_logprobs, "top-logprobs", 0, MAX_ALTERNATIVES)
         if not isinstance(self.stop, tuple) or not all(isinstance(s, str) for s in self.stop):
             raise InvalidRequestError("stop strings must be texts")
         if not all(self.stop):
