@@ -632,7 +632,8 @@ class LocalEngine:
         self, seq: _Sequence, token: int, row: np.ndarray, sampling_logprob: float, k: int
     ) -> TokenRecord:
         stats = raw_stats(row, token, k)
-        piece = self.token_bytes(token)
+        token_bytes = self.model.token_bytes  # the hot path: one lookup, not one per alternative
+        piece = token_bytes(token)
         return TokenRecord(
             sample=seq.index,
             position=len(seq.starts),
@@ -644,7 +645,7 @@ class LocalEngine:
             rank=stats.rank,
             entropy=stats.entropy,
             top=tuple(
-                Alternative(int(i), self.token_bytes(int(i)).decode("utf-8", errors="replace"),
+                Alternative(int(i), token_bytes(int(i)).decode("utf-8", errors="replace"),
                             float(lp))
                 for i, lp in zip(stats.top_ids, stats.top_logprobs, strict=True)
             ),
