@@ -63,16 +63,11 @@ class LlamaModel:
         self.handle = handle
         self.vocab = llama_cpp.llama_model_get_vocab(handle)
         self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(self.vocab))
-        self.n_embd = int(llama_cpp.llama_model_n_embd(handle))
         self.size_bytes = int(llama_cpp.llama_model_size(handle))
         self.bos = int(llama_cpp.llama_vocab_bos(self.vocab))
         self.eos = int(llama_cpp.llama_vocab_eos(self.vocab))
         self._pieces: dict[int, bytes] = {}
         self._finalizer = weakref.finalize(self, llama_cpp.llama_model_free, handle)
-
-    @property
-    def alive(self) -> bool:
-        return self._finalizer.alive
 
     def close(self) -> None:
         self._finalizer()
@@ -216,7 +211,6 @@ class LlamaBatch:
     """A reusable `llama_batch` of up to `capacity` tokens, one sequence id each."""
 
     def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
         self._batch = llama_cpp.llama_batch_init(capacity, 0, 1)
         self._finalizer = weakref.finalize(self, llama_cpp.llama_batch_free, self._batch)
 
