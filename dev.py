@@ -3,6 +3,7 @@
 
     python3 dev.py app      # set up, then open the app on the embedded model
     python3 dev.py test     # set up, then run lint, the import contract and the tests
+    python3 dev.py llama-server   # build llama-server (once) and print its path
 
 Set-up makes `.venv/`, installs the project with llama-cpp-python compiled from source, and
 installs the embedded model wheel. It records what it installed in `.venv/setup-stamp`, so a
@@ -16,14 +17,19 @@ GPU builds: pass llama.cpp's CMake flags, e.g. `CMAKE_ARGS="-DGGML_CUDA=on" pyth
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import platform
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import time
+import urllib.request
 import venv
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
@@ -90,6 +96,81 @@ def llama_wheel(py: Path, cmake_args: str) -> Path:
     return folder / built.name
 
 
+def llama_server() -> Path:
+    """llama-server built from the llama.cpp sources that llama-cpp-python LLAMA_VERSION vendors.
+
+    The peer in bench/peer_server.py and the real server in the remote-engine tests. It is built
+    once per machine (about 10 minutes on 2 cores) into the user's cache folder, statically
+    linked and portable like the wheel, and without curl or OpenSSL: it only serves 127.0.0.1.
+    """
+    key = hashlib.sha256(
+        f"{LLAMA_VERSION} {BASE_CMAKE_ARGS} {sys.platform} {platform.machine()}".encode()
+    ).hexdigest()[:16]
+    folder = user_cache_dir().parent / "llama-server" / f"{LLAMA_VERSION}-{key}"
+    binary = folder / ("llama-server.exe" if os.name == "nt" else "llama-server")
+    if binary.exists():
+        return binary
+    print(f"Building llama-server from llama-cpp-python {LLAMA_VERSION}'s sources "
+          "(about 10 minutes, once)", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        # --no-binary for this package only: its build tools may come as wheels.
+        run(sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary",
+            "llama-cpp-python", "--dest", tmp, f"llama-cpp-python=={LLAMA_VERSION}")
+        (sdist,) = Path(tmp).glob("llama_cpp_python-*.tar.gz")
+        shutil.unpack_archive(sdist, tmp)
+        source = Path(tmp) / sdist.name.removesuffix(".tar.gz") / "vendor" / "llama.cpp"
+        build = Path(tmp) / "build"
+        flags = [f for f in BASE_CMAKE_ARGS.split() if not f.startswith("-DLLAVA")]
+        run("cmake", "-S", source, "-B", build, "-DCMAKE_BUILD_TYPE=Release",
+            "-DLLAMA_BUILD_SERVER=ON", "-DLLAMA_CURL=OFF", "-DLLAMA_OPENSSL=OFF",
+            "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF", "-DBUILD_SHARED_LIBS=OFF",
+            *flags)
+        run("cmake", "--build", build, "--config", "Release", "--target", "llama-server",
+            "--parallel", str(os.cpu_count() or 2))
+        (built,) = (p for p in build.rglob(binary.name) if p.is_file())
+        folder.mkdir(parents=True, exist_ok=True)
+        partial = folder / (binary.name + ".partial")
+        shutil.copy2(built, partial)
+        partial.replace(binary)  # a build cut short leaves no binary behind
+    return binary
+
+
+@contextlib.contextmanager
+def running_llama_server(model: Path, *args: str, start_timeout: float = 120.0) -> Iterator[str]:
+    """llama-server (built by llama_server()) on a free port of 127.0.0.1, serving `model` with
+    the given extra arguments; yields its base URL once /health answers, and stops it after."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryFile() as log:
+        server = subprocess.Popen(
+            [llama_server(), "-m", model, "--host", "127.0.0.1", "--port", str(port), *args],
+            stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + start_timeout
+            while True:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    log.seek(0)
+                    tail = log.read().decode(errors="replace")[-2000:]
+                    raise RuntimeError(f"llama-server did not start on {url}:\n{tail}")
+                try:
+                    with urllib.request.urlopen(f"{url}/health", timeout=2) as reply:
+                        if reply.status == 200:
+                            break
+                except OSError:  # refused while it starts; 503 while the model loads
+                    pass
+                time.sleep(0.2)
+            yield url
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+
+
 def setup() -> None:
     cmake_args = f"{BASE_CMAKE_ARGS} {os.environ.get('CMAKE_ARGS', '')}".strip()
     wanted = hashlib.sha256(
@@ -114,9 +195,12 @@ def setup() -> None:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in {"app", "test", "setup"}:
+    if not argv or argv[0] not in {"app", "test", "setup", "llama-server"}:
         print(__doc__)
         return 2
+    if argv[0] == "llama-server":
+        print(llama_server())
+        return 0
     setup()
     py = str(venv_python())
     if argv[0] == "app":
