@@ -35,6 +35,8 @@ class Capabilities:
     """Constraining samples with a GBNF grammar (`grammar_constraint`)."""
     hidden_states: bool
     """Last-token hidden states, which score-head reward models read."""
+    reproducible_seed: bool = True
+    """The same seed gives the same sample; False where a server was seen to ignore `seed`."""
 
     def require(self, name: str, what: str) -> None:
         """Raise a one-line error naming `what` needs the capability `name` when it is off."""

@@ -23,6 +23,15 @@ class InvalidRequestError(PlaygroundError):
     """A parameter is out of range."""
 
 
+class ServerError(PlaygroundError):
+    """A model server cannot be reached, is too slow, or answered with an error or with
+    something that is not what its API promises."""
+
+
+class StreamInterrupted(ServerError):
+    """The connection dropped while samples were streaming; what had arrived is kept."""
+
+
 class WindowSystemError(PlaygroundError):
     """The GUI cannot open a window: Qt's platform plugin lacks system libraries, or there is no
     display."""

@@ -250,6 +250,9 @@ class ModelInfo:
     license: str | None
     kind: str
     """'model', or what else the file is (e.g. 'adapter')."""
+    server: str | None = None
+    """For a model served remotely, the server's URL without credentials (then `path` is that
+    URL too and `name` the model id the server reports); None for a local file."""
 
     @property
     def chinchilla_tokens(self) -> int:
