@@ -591,7 +591,7 @@ class RemoteEngine:
             raise item
         elif not all(s.done for s in mine):  # closed before its last event: cut off too
             interrupted.append(StreamInterrupted(
-                f"{self.server.url} closed a stream before its end ({request.path})"))
+                f"the connection to {self.server.url} dropped during POST {request.path}"))
             for stream in mine:
                 yield from self._finish(stream, stops, params, "interrupted", False)
 

@@ -5,6 +5,7 @@ a real server does not do on cue (drop a connection, stall, buffer, ignore the s
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import math
@@ -41,6 +42,8 @@ class Behaviour:
     """Hold the whole stream this many seconds, then send it in one write (a buffering proxy)."""
     ignore_seed: bool = False
     """Each request gets another sample, whatever its seed."""
+    no_logprobs: bool = False
+    """Send the text without logprobs (a server that ignores the request for them)."""
     reward: str | None = None
     """'rerank', 'score' or 'pooling': which reward endpoint exists."""
     api_key: str | None = None
@@ -142,10 +145,9 @@ class _Handler(BaseHTTPRequestHandler):
             if b.status:
                 self._reply(b.status[0], {"error": {"message": b.status[1]}})
             else:
-                try:
+                # The client cuts a stream once it has what it needs.
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                     self._stream(path, body, next(self.server.counter))
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client cut the stream, as it does once it has enough
         elif path in ("/rerank", "/v1/rerank") and b.reward == "rerank":
             docs = body["documents"]
             self._reply(200, {"results": sorted(
@@ -171,7 +173,8 @@ class _Handler(BaseHTTPRequestHandler):
         events = []
         for choice in range(n):
             script = SCRIPT[(shift + choice) % 2:]  # another seed, another sample
-            events += [_event(path, choice, i, step) for i, step in enumerate(script)]
+            events += [_event(path, choice, i, step, b.no_logprobs)
+                       for i, step in enumerate(script)]
             events.append(_end(path, choice, len(script)))
         if b.malformed:
             events.insert(1, "data: {not json\n\n")
@@ -204,9 +207,11 @@ def _entry(index: int, text: str, logprob: float, top: list[tuple[str, float]]) 
                              for j, (t, lp) in enumerate(alternatives)]}
 
 
-def _event(path: str, choice: int, index: int, step: tuple) -> str:
+def _event(path: str, choice: int, index: int, step: tuple, no_logprobs: bool) -> str:
     text, logprob, top = step
     entry = _entry(index, text, logprob, top)
+    if no_logprobs:
+        return f"data: {json.dumps({'choices': [{'index': choice, 'text': text}]})}\n\n"
     if path == "/completion":
         data: dict[str, Any] = {"index": choice, "content": text, "tokens": [entry["id"]],
                                 "stop": False, "completion_probabilities": [entry]}
