@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from playground import __version__
-from playground.errors import InvalidRequestError, PlaygroundError
+from playground.errors import InvalidRequestError, PlaygroundError, StreamInterrupted
 from playground.export import FORMATS
 from playground.records import TokenRecord
 from playground.sampling import SamplingParams
@@ -29,9 +29,21 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+def _server_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("server (instead of a local model; see docs/remote.md)")
+    g.add_argument("--server", metavar="URL",
+                   help="a llama-server, vLLM or other OpenAI-compatible server "
+                        "(https where the URL says so)")
+    g.add_argument("--api-key", metavar="KEY",
+                   help="sent as a Bearer token (default: $PLAYGROUND_API_KEY)")
+    g.add_argument("--timeout", type=float, default=60.0, metavar="S",
+                   help="seconds the server may stay silent (default 60)")
+
+
 def _generation_options() -> argparse.ArgumentParser:
     defaults = SamplingParams()
     p = _Parser(add_help=False)
+    _server_options(p)
     g = p.add_argument_group("model")
     g.add_argument("--model", "-m", type=Path, help="a .gguf file (default: the embedded SmolLM2)")
     g.add_argument("--n-gpu-layers", type=int, default=0, metavar="L",
@@ -85,9 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rank", default="mean-logprob",
                    choices=["mean-logprob", "sum-logprob", "normalized-logprob", "vote", "reward"],
                    help="how to rank the samples (default mean-logprob)")
-    p.add_argument("--reward-model", metavar="PATH|judge",
+    p.add_argument("--reward-model", metavar="PATH|URL|judge|server",
                    help="score every sample with this reward model (a score-head or reranker "
-                        "GGUF), or 'judge' to ask the generator itself the rubric")
+                        "GGUF, or a reward server's URL), 'judge' to ask the generator itself "
+                        "the rubric, or 'server' for the --server's own reward endpoint")
     p.add_argument("--rubric", help="the judge's yes/no question (default: helpful, correct, "
                                     "honest)")
     p.set_defaults(handler=cmd_sample)
@@ -96,11 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt", "-p", required=True)
     p.add_argument("--responses", type=Path, required=True, metavar="FILE.jsonl",
                    help='one {"response": ...} per line')
-    p.add_argument("--reward-model", required=True, metavar="PATH|judge")
+    p.add_argument("--reward-model", required=True, metavar="PATH|URL|judge|server")
     p.add_argument("--rubric", help="the judge's yes/no question")
     p.add_argument("--model", "-m", type=Path, help="the judge's model (default: embedded)")
     p.add_argument("--n-gpu-layers", type=int, default=0, metavar="L")
     p.add_argument("--json", action="store_true")
+    _server_options(p)
     p.set_defaults(handler=cmd_score)
 
     p = sub.add_parser("reward-pack",
@@ -165,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="base-vs-instruct: the base GGUF (default: Gemma 3 270M from PyPI)")
     p.add_argument("--sentence", type=int, help="tokens: which parallel sentence (from 0)")
     p.add_argument("--json", action="store_true")
+    _server_options(p)
     p.set_defaults(handler=cmd_demo)
 
     p = sub.add_parser("screenshot", help="save PNGs of the app after short real runs")
@@ -234,9 +249,36 @@ def _prompt(args: argparse.Namespace) -> str:
 
 
 def _engine(args: argparse.Namespace):
+    if args.server:
+        return _remote_engine(args)
     from playground.engine import load
 
     return load(args.model, n_gpu_layers=args.n_gpu_layers, n_ctx=args.ctx, n_threads=args.threads)
+
+
+def _api_key(args: argparse.Namespace) -> str | None:
+    return args.api_key or os.environ.get("PLAYGROUND_API_KEY") or None
+
+
+def _remote_engine(args: argparse.Namespace):
+    """The --server's engine; its notices (an ignored seed, a buffering proxy) go to stderr."""
+    from playground.remote import RemoteEngine
+
+    if getattr(args, "model", None):
+        raise InvalidRequestError("give either --model or --server, not both")
+    if args.timeout <= 0:
+        raise InvalidRequestError(f"--timeout must be above 0, not {args.timeout:g}")
+    engine = RemoteEngine(args.server, _api_key(args), timeout=args.timeout)
+    _say_notices(engine)
+    return engine
+
+
+def _say_notices(engine: Any, said: int = 0) -> int:
+    """Print the engine's notices from `said` on; returns how many it has."""
+    notices = getattr(engine, "notices", [])
+    for notice in notices[said:]:
+        print(f"playground: note: {notice}", file=sys.stderr)
+    return len(notices)
 
 
 def _interruptible(events: Iterator, cancel_flag: list[bool]) -> Iterator:
@@ -273,16 +315,23 @@ def _run(args: argparse.Namespace, n: int, on_text: Callable[[str], None] | None
     run = engine.start_run(prompt, params, n, chat=not args.raw, system=args.system)
     writer = None
     flag = [False]
+    said = len(getattr(engine, "notices", []))
     # The writer flushes what it holds even when generation fails half-way.
     with contextlib.ExitStack() as recording:
-        for event in _interruptible(engine.generate(run, cancel=lambda: flag[0]), flag):
-            if store and writer is None:
-                writer = recording.enter_context(store.begin(run))
-            run.add(event)
-            if writer:
-                writer.add(event)
-            if on_text and isinstance(event, TokenRecord):
-                on_text(event.text)
+        try:
+            for event in _interruptible(engine.generate(run, cancel=lambda: flag[0]), flag):
+                if store and writer is None:
+                    writer = recording.enter_context(store.begin(run))
+                run.add(event)
+                if writer:
+                    writer.add(event)
+                if on_text and isinstance(event, TokenRecord):
+                    on_text(event.text)
+        except StreamInterrupted as error:
+            where = f" (run {writer.run_id} in the history)" if writer else ""
+            raise StreamInterrupted(f"{error}{where}") from None
+        finally:
+            _say_notices(engine, said)
     return engine, run, writer.run_id if writer else None
 
 
@@ -310,7 +359,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         sys.stdout.write(text)
         sys.stdout.flush()
 
-    _, run, run_id = _run(args, 1, None if args.json else echo)
+    engine, run, run_id = _run(args, 1, None if args.json else echo)
     sample = run.samples[0]
     if not args.json:
         sys.stdout.write("\n")
@@ -328,8 +377,40 @@ def cmd_generate(args: argparse.Namespace) -> int:
         "finish_reason": sample.finish_reason,
         "stats": document["stats"],
         "run_id": run_id,
+        **_server_facts(engine),
     })
     return 0
+
+
+def _server_facts(engine: Any) -> dict[str, Any]:
+    """For a run on a server: what it can give and what the user should know, in the JSON."""
+    if not _is_remote(engine):
+        return {}
+    return {"capabilities": engine.capabilities.to_json(), "notices": list(engine.notices)}
+
+
+def _is_remote(engine: Any) -> bool:
+    return getattr(engine, "info", None) is not None and engine.info.server is not None
+
+
+def _reward_model(args: argparse.Namespace, engine: Any):
+    """The --reward-model: a server's (a URL, 'server', or the judge on --server), else a file
+    or the local judge on `engine`."""
+    from playground.remote_reward import is_server_spec, open_server_reward_model
+
+    spec = args.reward_model
+    if spec == "server":
+        if not args.server:
+            raise InvalidRequestError("--reward-model server needs --server URL")
+        spec = args.server
+    if is_server_spec(spec) or (args.server and spec == "judge"):
+        return open_server_reward_model(spec, engine=engine if args.server else None,
+                                        api_key=_api_key(args), rubric=args.rubric,
+                                        timeout=args.timeout)
+    from playground.reward import open_reward_model
+
+    return open_reward_model(spec, judge_engine=engine, rubric=args.rubric,
+                             n_gpu_layers=args.n_gpu_layers)
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
@@ -337,19 +418,18 @@ def cmd_sample(args: argparse.Namespace) -> int:
         raise InvalidRequestError("--rank reward needs --reward-model PATH or judge")
     agreement = None
     if args.reward_model:
-        from playground.reward import open_reward_model, rank_agreement, score_run
+        from playground.reward import rank_agreement, score_run
 
         # Opened first: a reward model that cannot be used stops the command before a run
         # is generated and saved.
         engine = _engine(args)
-        with open_reward_model(args.reward_model, judge_engine=engine, rubric=args.rubric,
-                               n_gpu_layers=args.n_gpu_layers) as reward_model:
+        with _reward_model(args, engine) as reward_model:
             _, run, run_id = _run(args, args.n, engine=engine)
             by_reward = score_run(reward_model, run)
         agreement = {"between": ["reward", "mean-logprob"],
                      **rank_agreement(by_reward, run.rank("mean-logprob"))}
     else:
-        _, run, run_id = _run(args, args.n)
+        engine, run, run_id = _run(args, args.n)
     ranking = run.rank(args.rank)
     _saved(args, run, run_id)
     if args.json:
@@ -365,6 +445,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
                 "reward_model": run.reward_models["reward"].to_json()} if agreement else {}),
             "stats": document["stats"],
             "run_id": run_id,
+            **_server_facts(engine),
         })
         return 0
     for place, index in enumerate(ranking.order, 1):
@@ -383,16 +464,15 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from playground.reward import open_reward_model
-
     responses = _read_responses(args.responses)
     judge = None
-    if args.reward_model == "judge" and args.model:
+    if args.server and args.reward_model == "judge":
+        judge = _remote_engine(args)
+    elif args.reward_model == "judge" and args.model:
         from playground.engine import load
 
         judge = load(args.model, n_gpu_layers=args.n_gpu_layers)
-    with open_reward_model(args.reward_model, judge_engine=judge, rubric=args.rubric,
-                           n_gpu_layers=args.n_gpu_layers) as model:
+    with _reward_model(args, judge) as model:
         results = model.score_detailed(args.prompt, responses)
         if args.json:
             _print_json({"reward_model": model.describe(),
@@ -524,7 +604,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     scenario = find_scenario(args.scenario)
     demo = DEMOS[scenario.demo]
     engine = None
-    if demo.needs_engine:
+    if demo.needs_engine and args.server:
+        engine = _remote_engine(args)
+    elif demo.needs_engine:
         from playground.engine import load
 
         engine = load(args.model, n_gpu_layers=args.n_gpu_layers)

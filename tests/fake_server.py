@@ -30,7 +30,9 @@ class Behaviour:
     native: bool = True
     """Serve llama-server's /props, /tokenize and /completion; else only the OpenAI API."""
     drop_after: int | None = None
-    """Cut the connection after this many tokens."""
+    """Cut the connection after this many events."""
+    drop_from: int = 0
+    """Only from this generation request on (0 is the first; the seed check makes two)."""
     stall: float = 0.0
     """Seconds to wait before answering anything."""
     status: tuple[int, str] | None = None
@@ -185,7 +187,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._chunk("".join(events))
         else:
             for i, event in enumerate(events):
-                if b.drop_after is not None and i == b.drop_after:
+                if b.drop_after is not None and i == b.drop_after and \
+                        request_number >= b.drop_from:
                     self.wfile.flush()
                     self.connection.shutdown(2)  # no last chunk: a dropped connection
                     return
