@@ -33,6 +33,7 @@ import ssl
 import threading
 import time
 import urllib.parse
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -248,10 +249,17 @@ def sse_events(server: Server, response: http.client.HTTPResponse,
 # What one streamed token looks like, in any dialect
 
 
+def text_id(data: bytes) -> int:
+    """A stand-in id for a token the server names by its text only (OpenAI dialect): below 0,
+    so never a vocabulary id, and the same for the same bytes, so that the chosen token is
+    told apart from its alternatives."""
+    return -1 - (zlib.crc32(data) & 0x7FFFFFFF)
+
+
 @dataclass(frozen=True)
 class _Token:
     id: int
-    """-1 where the server gives no ids (OpenAI dialect)."""
+    """The vocabulary id, or `text_id` of its bytes where the server gives no ids."""
     bytes: bytes
     logprob: float
     top: tuple[Alternative, ...]
@@ -269,9 +277,12 @@ def _token_bytes(entry: dict[str, Any]) -> bytes:
     return text.encode("utf-8")
 
 
+def _id(entry: dict[str, Any]) -> int:
+    return int(entry["id"]) if "id" in entry else text_id(_token_bytes(entry))
+
+
 def _alternatives(entries: list[dict[str, Any]]) -> tuple[Alternative, ...]:
-    alts = [Alternative(int(a.get("id", -1)), str(a.get("token", "")), float(a["logprob"]))
-            for a in entries]
+    alts = [Alternative(_id(a), str(a.get("token", "")), float(a["logprob"])) for a in entries]
     return tuple(sorted(alts, key=lambda a: -a.logprob))
 
 
@@ -283,12 +294,12 @@ def _tokens_of(logprobs: Any) -> list[_Token]:
         logprobs = logprobs["content"]
     try:
         if isinstance(logprobs, list):
-            return [_Token(int(e.get("id", -1)), _token_bytes(e), float(e["logprob"]),
+            return [_Token(_id(e), _token_bytes(e), float(e["logprob"]),
                            _alternatives(e.get("top_logprobs") or [])) for e in logprobs]
         if isinstance(logprobs, dict) and "token_logprobs" in logprobs:
             tops = logprobs.get("top_logprobs") or [{}] * len(logprobs["tokens"])
             return [
-                _Token(-1, _token_bytes({"token": t}), float(lp),
+                _Token(_id({"token": t}), _token_bytes({"token": t}), float(lp),
                        _alternatives([{"token": k, "logprob": v} for k, v in (top or {}).items()]))
                 for t, lp, top in zip(logprobs["tokens"], logprobs["token_logprobs"], tops,
                                       strict=True)
@@ -696,9 +707,7 @@ class RemoteEngine:
     def _record(self, seq: _Sequence, token: _Token, k: int) -> TokenRecord:
         top = token.top
         rank = 1 + sum(1 for a in top if a.logprob > token.logprob)
-        listed = any(a.id == token.id if token.id >= 0 else
-                     a.text.encode("utf-8") == token.bytes for a in top)
-        if top and not listed:
+        if top and all(a.id != token.id for a in top):
             rank = max(rank, len(top) + 1)  # below every alternative given: at least that
         return TokenRecord(
             sample=seq.index,

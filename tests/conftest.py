@@ -85,3 +85,16 @@ def window(qtbot, tiny_model_path: Path):
     qtbot.waitUntil(lambda: window.model is not None, timeout=60_000)
     yield window
     window.close()
+
+
+@pytest.fixture(scope="session")
+def llama_server_url(embedded_model_path: Path):
+    """llama-server (built once per machine by dev.py from the llama.cpp that llama-cpp-python
+    vendors) serving the embedded model on 127.0.0.1: 4 slots, one thread (as the local engine
+    decodes), flash attention on (as the local engine runs, so logits do not depend on
+    batching)."""
+    import dev
+
+    with dev.running_llama_server(embedded_model_path, "-np", "4", "-c", "8192", "-t", "1",
+                                  "-fa", "on") as url:
+        yield url

@@ -223,10 +223,11 @@ def _event(path: str, choice: int, index: int, step: tuple, no_logprobs: bool) -
             "tokens": [text], "token_logprobs": [logprob],
             "top_logprobs": [{t["token"]: t["logprob"] for t in entry["top_logprobs"]}]}}]}
     else:
+        # OpenAI's chat format: no token ids, anywhere.
+        top = [{k: a[k] for k in ("token", "bytes", "logprob")} for a in entry["top_logprobs"]]
+        content = {"token": text, "bytes": entry["bytes"], "logprob": logprob, "top_logprobs": top}
         data = {"choices": [{"index": choice, "delta": {"content": text},
-                             "finish_reason": None, "logprobs": {"content": [
-                                 {k: entry[k] for k in ("token", "bytes", "logprob",
-                                                        "top_logprobs")}]}}]}
+                             "finish_reason": None, "logprobs": {"content": [content]}}]}
     return f"data: {json.dumps(data)}\n\n"
 
 

@@ -50,6 +50,9 @@ def test_both_dialects_give_the_scripted_samples(native: bool, chat: bool) -> No
             assert token.logprob == logprob
             assert token.rank == 1
             assert [a.text for a in token.top] == [token.text, top[0][0]]  # k = 2
+            # Without ids from the server, the chosen token is still told from the others.
+            assert [a.id == token.id for a in token.top] == [True, False]
+            assert (token.id >= 0) == native
             assert math.isnan(token.sampling_logprob)
             everything = [logprob, *(lp for _, lp in top)]
             assert token.entropy == pytest.approx(entropy_lower_bound(everything))

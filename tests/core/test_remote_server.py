@@ -1,0 +1,79 @@
+"""The remote engine against a real llama-server serving the embedded model, compared with the
+local engine on the same file: greedy runs give the same tokens, with logprobs within 1e-3
+(issue 15 item 5), and the CLI's `--server` runs end to end."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from playground.cli import main
+from playground.remote import RemoteEngine
+from playground.sampling import SamplingParams
+
+GREEDY = SamplingParams(temperature=0.0, seed=0, max_tokens=32, top_logprobs=5)
+TOLERANCE = 1e-3
+
+
+@pytest.fixture(scope="module")
+def remote(llama_server_url: str) -> RemoteEngine:
+    return RemoteEngine(llama_server_url)
+
+
+@pytest.mark.parametrize(("prompt", "chat"), [("Why is the sky blue?", True),
+                                              ("The capital of France is", False)])
+def test_greedy_tokens_and_logprobs_are_the_local_engines(remote: RemoteEngine, embedded_engine,
+                                                         prompt: str, chat: bool) -> None:
+    here = embedded_engine.run(prompt, GREEDY, chat=chat)
+    there = remote.run(prompt, GREEDY, chat=chat)
+    assert there.prompt_token_ids == here.prompt_token_ids
+    mine, theirs = here.samples[0], there.samples[0]
+    assert [t.id for t in theirs.tokens] == [t.id for t in mine.tokens]
+    assert theirs.text == mine.text and theirs.finish_reason == mine.finish_reason
+    for a, b in zip(mine.tokens, theirs.tokens, strict=True):
+        assert b.bytes == a.bytes and b.rank == a.rank == 1
+        assert abs(b.logprob - a.logprob) < TOLERANCE
+        assert [alt.id for alt in b.top] == [alt.id for alt in a.top]
+        assert max(abs(x.logprob - y.logprob) for x, y in zip(a.top, b.top, strict=True)) \
+            < TOLERANCE
+        # From the top 20 only: a lower bound of the exact entropy.
+        assert b.entropy <= a.entropy + TOLERANCE
+
+
+def test_stop_strings_cut_where_the_local_engine_cuts(remote: RemoteEngine,
+                                                     embedded_engine) -> None:
+    params = SamplingParams(temperature=0.0, seed=0, max_tokens=48, stop=(" the",),
+                            top_logprobs=1)
+    here = embedded_engine.run("Why is the sky blue?", params).samples[0]
+    there = remote.run("Why is the sky blue?", params).samples[0]
+    assert (there.text, there.finish_reason, [t.id for t in there.tokens]) == (
+        here.text, here.finish_reason, [t.id for t in here.tokens])
+
+
+def test_best_of_n_is_seeded_per_sample(remote: RemoteEngine) -> None:
+    assert remote.capabilities.reproducible_seed and not remote.notices
+    params = SamplingParams(temperature=1.0, seed=11, max_tokens=16, top_logprobs=2)
+    first = remote.run("Tell me a story.", params, n=4)
+    again = remote.run("Tell me a story.", params, n=4)
+    assert [s.seed for s in first.samples] == [11, 12, 13, 14]
+    assert [s.text for s in again.samples] == [s.text for s in first.samples]
+    assert len({s.text for s in first.samples}) > 1
+
+
+def test_cli_generate_and_sample_on_the_server(llama_server_url: str,
+                                               capsys: pytest.CaptureFixture) -> None:
+    assert main(["generate", "--server", llama_server_url, "-p", "What is 2 + 2?",
+                 "--max-tokens", "12", "--seed", "3", "--json"]) == 0
+    generated = json.loads(capsys.readouterr().out)
+    assert generated["tokens"] and generated["model"]["server"] == llama_server_url
+    assert main(["sample", "-n", "4", "--server", llama_server_url, "-p", "What is 2 + 2?",
+                 "--max-tokens", "12", "--seed", "3", "--json"]) == 0
+    sampled = json.loads(capsys.readouterr().out)
+    assert len(sampled["samples"]) == 4 and sorted(sampled["ranking"]["order"]) == [0, 1, 2, 3]
+    # Sample 0 has seed 3, as the single run did: the same text.
+    assert sampled["samples"][0]["text"] == generated["text"]
+    assert main(["runs", "--json"]) == 0
+    runs = json.loads(capsys.readouterr().out)["runs"]
+    assert [r["status"] for r in runs] == ["finished", "finished"]
+    assert {r["model_path"] for r in runs} == {llama_server_url}
