@@ -264,6 +264,12 @@ class ModelInfo:
         """About 6 x parameters x tokens FLOPs to train it on `chinchilla_tokens`."""
         return float(TRAINING_FLOPS_PER_PARAMETER_TOKEN * self.parameters * self.chinchilla_tokens)
 
+    @property
+    def exact_entropy(self) -> bool:
+        """Whether the entropies recorded with this model are exact: a server gives only its
+        top alternatives, so a run on one records a lower bound (see remote.py)."""
+        return self.server is None
+
     def to_json(self) -> dict[str, Any]:
         return {
             **asdict(self),

@@ -189,6 +189,7 @@ class BestOfNView(QWidget):
         Panels of the last run are emptied and reused: building one (its pyqtgraph sparkline
         above all) takes ~30 ms, which for N panels would stall the window at every run."""
         self._run = run
+        exact = run.model.exact_entropy
         while len(self._panels) > len(run.samples):
             self._panels.pop().deleteLater()
         for panel in self._panels:
@@ -198,6 +199,8 @@ class BestOfNView(QWidget):
             panel.hovered.connect(self._panel_hovered)
             panel.alternative_clicked.connect(self.alternative_clicked)
             self._panels.append(panel)
+        for panel in self._panels:
+            panel.text_view.exact_entropy = exact
         self._signature = None
         self._overlay_drawn = 0.0
         self._ranked = False

@@ -20,10 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from playground.engine import BackendInfo, backend_info, load
-from playground.engine_api import Engine
+from playground.engine_api import Capabilities, Engine
 from playground.errors import PlaygroundError
 from playground.gguf_file import ModelInfo
 from playground.records import Event, RewardModelIdentity, Run, RunEnd, RunStats
+from playground.remote import RemoteEngine
+from playground.remote_reward import ServerJudge
 from playground.reward import RewardModel, open_reward_model
 from playground.sampling import SamplingParams
 from playground.store import RunWriter, Store
@@ -39,6 +41,9 @@ class LoadedModel:
     layers_offloaded: int
     memory_bytes: int
     n_ctx: int
+    capabilities: Capabilities
+    notices: tuple[str, ...] = ()
+    """What the user should know about a server (an ignored seed, a buffering proxy)."""
 
 
 @dataclass(frozen=True)
@@ -87,7 +92,7 @@ class EngineThread:
         self.store = store
         """Where runs are recorded as they stream; None records nothing."""
         self._engine: Engine | None = None
-        self._reward: RewardModel | None = None
+        self._reward: RewardModel | ServerJudge | None = None
         self._reward_key: tuple[str, str | None] | None = None
         self._executor = Executor("llama.cpp", on_exit=self._close)
 
@@ -109,15 +114,28 @@ class EngineThread:
                 progress(round(fraction * 1000), 1000)
                 return not cancelled()
 
-            engine = load(path, n_gpu_layers=n_gpu_layers, n_ctx=n_ctx, progress=step)
-            self._close_reward()  # a judge borrows the old engine
-            if self._engine is not None:
-                self._engine.close()
-            self._engine = engine
-            return LoadedModel(engine.info, backend_info(), engine.layers_offloaded,
-                               engine.memory_bytes, engine.n_ctx)
+            return self._replace(load(path, n_gpu_layers=n_gpu_layers, n_ctx=n_ctx,
+                                      progress=step))
 
         return self._task("load a model", work)
+
+    def connect(self, url: str, api_key: str | None) -> Task:
+        """Use the model a server serves in place of the loaded one; returns a LoadedModel.
+        Connecting probes what the server can give (a few short requests)."""
+
+        def work(_progress: Progress, _cancelled: IsCancelled) -> LoadedModel:
+            return self._replace(RemoteEngine(url, api_key))
+
+        return self._task("connect to a server", work)
+
+    def _replace(self, engine: Engine) -> LoadedModel:
+        self._close_reward()  # a judge borrows the old engine
+        if self._engine is not None:
+            self._engine.close()
+        self._engine = engine
+        return LoadedModel(engine.info, backend_info(), engine.layers_offloaded,
+                           engine.memory_bytes, engine.n_ctx, engine.capabilities,
+                           tuple(getattr(engine, "notices", ())))
 
     def generate(self, prompt: str, params: SamplingParams, n: int, *, chat: bool,
                  system: str | None) -> Task:
@@ -154,8 +172,11 @@ class EngineThread:
                 self._close_reward()
                 if reward_model == "judge" and self._engine is None:
                     raise PlaygroundError("Load a model first: the judge is the loaded model.")
-                self._reward = open_reward_model(reward_model, judge_engine=self._engine,
-                                                 rubric=rubric)
+                if reward_model == "judge" and isinstance(self._engine, RemoteEngine):
+                    self._reward = ServerJudge(self._engine, rubric)  # through its logprobs
+                else:
+                    self._reward = open_reward_model(reward_model, judge_engine=self._engine,
+                                                     rubric=rubric)
                 self._reward_key = key
                 owned = 0 if reward_model == "judge" else self._reward.memory_bytes
                 yield RewardOpened(self._reward.describe(), owned)

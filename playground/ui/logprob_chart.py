@@ -73,6 +73,10 @@ def _header(title: str, mode: QComboBox) -> QHBoxLayout:
     return header
 
 
+ENTROPY_KEY = "below: entropy (nats)"
+ENTROPY_BOUND_KEY = "below: entropy, at least (nats; top alternatives only)"
+
+
 class LogprobChart(QWidget):
     """One sample, token by token: probability (or logprob) bars above, entropy below."""
 
@@ -92,9 +96,9 @@ class LogprobChart(QWidget):
         self._mode.setToolTip("Plot each token's probability, or its log-probability")
         self._mode.currentTextChanged.connect(self._redraw_values)
         header = _header("per token", self._mode)
-        entropy_key = QLabel("below: entropy (nats)")
-        entropy_key.setStyleSheet(f"color: {ENTROPY.name()};")
-        header.addWidget(entropy_key)
+        self._entropy_key = QLabel(ENTROPY_KEY)
+        self._entropy_key.setStyleSheet(f"color: {ENTROPY.name()};")
+        header.addWidget(self._entropy_key)
 
         self._graphics = pg.GraphicsLayoutWidget()
         self._graphics.ci.setSpacing(2)
@@ -165,6 +169,13 @@ class LogprobChart(QWidget):
 
     def set_mode(self, mode: str) -> None:
         self._mode.setCurrentText(mode)
+
+    def set_exact_entropy(self, exact: bool) -> None:
+        """False for a run on a server, whose entropies are lower bounds: the key says so."""
+        self._entropy_key.setText(ENTROPY_KEY if exact else ENTROPY_BOUND_KEY)
+        self._entropy_key.setToolTip("" if exact else
+                                     "The server gives only the most likely alternatives, so "
+                                     "each entropy is computed from them: a lower bound.")
 
     def set_tokens(self, tokens: Sequence[TokenRecord]) -> None:
         """Show these tokens; called with the whole list again and again while streaming."""

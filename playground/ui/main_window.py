@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from playground import paths
+from playground import credentials, paths
 from playground.catalog import discover
 from playground.errors import PlaygroundError
 from playground.records import Run, RunStats
@@ -91,11 +91,14 @@ class MainWindow(QMainWindow):
         self.ranking_strip = RankingStrip()
         self.demos_tab = DemosTab(self.engine)
         self._reward_bytes = 0
+        self._server_keys: dict[str, str | None] = {}
+        """Keys used this session, by server URL: never saved (the keyring may keep them)."""
         self._closed = False
         self._build_layout()
         self._build_status_bar()
 
         self.model_panel.load_requested.connect(self.load_model)
+        self.model_panel.connect_requested.connect(self.connect_server)
         self.model_panel.cancel_requested.connect(lambda: _cancel(self.load_task))
         self.prompt_panel.generate_requested.connect(self.generate)
         self.prompt_panel.stop_requested.connect(lambda: _cancel(self.generate_task))
@@ -182,6 +185,31 @@ class MainWindow(QMainWindow):
         task.cancelled.connect(lambda: self._load_failed("Cancelled."))
         self.load_task = task.start()
 
+    def connect_server(self, url: str, api_key: str | None, remember: bool) -> None:
+        """Use a server's model. The key: the one given, else the one this session used,
+        else the keyring's; kept in the keyring after connecting when `remember`."""
+        self.banner.hide()
+        key = api_key or self._server_keys.get(url) or credentials.stored_key(url)
+        self.model_panel.set_loading(True)
+        self.prompt_panel.generate_button.setEnabled(False)
+        self.statusBar().showMessage(f"Connecting to {url}…")
+        task = self.engine.connect(url, key)
+
+        def connected(model: LoadedModel) -> None:
+            server = model.info.server or url
+            self._server_keys[server] = key
+            if remember:
+                credentials.store_key(server, api_key)
+            self.model_panel.select(server)
+            self._loaded(model)
+            if model.notices:
+                self.banner.show_message(" ".join(model.notices))
+
+        task.finished.connect(connected)
+        task.errored.connect(self._load_failed)
+        task.cancelled.connect(lambda: self._load_failed("Cancelled."))
+        self.load_task = task.start()
+
     def _load_failed(self, message: str) -> None:
         self.model_panel.set_loading(False)
         self.prompt_panel.set_running(False)
@@ -194,9 +222,9 @@ class MainWindow(QMainWindow):
         self.prompt_panel.set_running(False)
         self._show_memory()
         self.statusBar().showMessage(f"Loaded {model.info.name}.", 5000)
-        chosen = self.model_panel.chosen_path()
-        if chosen is not None:
-            self.settings.remember_model(self.prefs, str(chosen))
+        chosen = model.info.server or self.model_panel.chosen()
+        if chosen:
+            self.settings.remember_model(self.prefs, chosen)
         else:
             self.prefs.last_model = ""
         if not model.info.has_chat_template:
@@ -236,6 +264,7 @@ class MainWindow(QMainWindow):
         self.views.setCurrentWidget(self.single_view if single else self.best_of_n_view)
         if single:
             self.single_view.clear()
+            self.single_view.set_exact_entropy(run.model.exact_entropy)
         else:
             self.best_of_n_view.set_run(run)
 
@@ -457,8 +486,9 @@ class MainWindow(QMainWindow):
         self.settings.save_window_state("splitter", self.splitter.saveState())
 
     def start(self) -> None:
-        """Load the last model (or the embedded one) once the window is up."""
-        self.load_model(self.model_panel.chosen_path(), self.model_panel.gpu_layers.value())
+        """Load the last model (or the embedded one, or connect to the last server) once the
+        window is up."""
+        self.model_panel.request_load()
 
     def showEvent(self, event: QShowEvent) -> None:
         if not self._fitted:

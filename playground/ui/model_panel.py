@@ -21,15 +21,22 @@ from PySide6.QtWidgets import (
 
 from playground.catalog import FoundModel
 from playground.ui.engine_thread import LoadedModel
+from playground.ui.server_dialog import ServerDialog
 from playground.units import human_count, human_size
 
 EMBEDDED = ""  # the chooser's data for the embedded default model
-CHOOSER_TIP = ("The embedded SmolLM2, recent models and the GGUF files found in the models "
-               "folders. Drop a .gguf on the window to add one.")
+CHOOSER_TIP = ("The embedded SmolLM2, recent models and servers, and the GGUF files found in "
+               "the models folders. Drop a .gguf on the window to add one.")
+
+
+def is_server(choice: str) -> bool:
+    """Whether a chooser entry (a remembered model) is a server's URL rather than a file."""
+    return choice.startswith(("http://", "https://"))
 
 
 class ModelPanel(QGroupBox):
     load_requested = Signal(object, int)  # path (None: embedded), GPU layers
+    connect_requested = Signal(str, object, bool)  # URL, API key or None, keep it in keyring
     cancel_requested = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -40,6 +47,10 @@ class ModelPanel(QGroupBox):
         self.chooser.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         open_button = QPushButton("Open GGUF…")
         open_button.clicked.connect(self._open_file)
+        self.server_button = QPushButton("Connect to server…")
+        self.server_button.setToolTip("Use a model on a llama-server, vLLM, Ollama or other "
+                                      "OpenAI-compatible server instead of a local file.")
+        self.server_button.clicked.connect(self._open_server)
 
         self.gpu_layers = QSpinBox()
         self.gpu_layers.setRange(-1, 999)
@@ -50,7 +61,7 @@ class ModelPanel(QGroupBox):
         self.backend.setWordWrap(True)
 
         self.load_button = QPushButton("Load")
-        self.load_button.clicked.connect(self._request_load)
+        self.load_button.clicked.connect(self.request_load)
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
         self.progress.setTextVisible(False)
@@ -75,6 +86,7 @@ class ModelPanel(QGroupBox):
         layout.addLayout(form)
         layout.addWidget(self.backend)
         layout.addLayout(buttons)
+        layout.addWidget(self.server_button)
         layout.addWidget(self.progress)
         layout.addWidget(self.card)
         self._loading = False
@@ -86,7 +98,10 @@ class ModelPanel(QGroupBox):
         self.chooser.addItem("SmolLM2-135M-Instruct (embedded)", EMBEDDED)
         seen = {EMBEDDED}
         for path in recent:
-            if path not in seen and Path(path).is_file():
+            if path not in seen and is_server(path):
+                self.chooser.addItem(f"{path} (server)", path)
+                seen.add(path)
+            elif path not in seen and Path(path).is_file():
                 self.chooser.addItem(f"{Path(path).name} (recent)", path)
                 seen.add(path)
         for model in found:
@@ -102,24 +117,40 @@ class ModelPanel(QGroupBox):
     def select(self, path: str) -> None:
         index = self.chooser.findData(path)
         if index < 0:
-            self.chooser.addItem(Path(path).name, path)
+            self.chooser.addItem(f"{path} (server)" if is_server(path) else Path(path).name, path)
             index = self.chooser.count() - 1
         self.chooser.setCurrentIndex(index)
 
     def chosen_path(self) -> Path | None:
+        """The chosen file; None for the embedded model (or a server: see `chosen`)."""
         data = self.chooser.currentData()
-        return Path(data) if data else None
+        return Path(data) if data and not is_server(data) else None
+
+    def chosen(self) -> str:
+        """The chooser's entry: a path, a server's URL, or EMBEDDED."""
+        return self.chooser.currentData() or EMBEDDED
+
+    def _open_server(self) -> None:
+        current = self.chosen()
+        dialog = ServerDialog(current if is_server(current) else "", self)
+        if dialog.exec():
+            url, key, remember = dialog.server()
+            self.select(url)
+            self.connect_requested.emit(url, key, remember)
 
     def _open_file(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Open a GGUF model", "",
                                               "GGUF models (*.gguf);;All files (*)")
         if path:
             self.select(path)
-            self._request_load()
+            self.request_load()
 
-    def _request_load(self) -> None:
+    def request_load(self) -> None:
+        """Load the chosen model (connect, for a server), or cancel the load under way."""
         if self._loading:
             self.cancel_requested.emit()
+        elif is_server(self.chosen()):
+            self.connect_requested.emit(self.chosen(), None, False)
         else:
             self.load_requested.emit(self.chosen_path(), self.gpu_layers.value())
 
@@ -129,6 +160,7 @@ class ModelPanel(QGroupBox):
         self._loading = loading
         self.load_button.setText("Cancel loading" if loading else "Load")
         self.chooser.setEnabled(not loading)
+        self.server_button.setEnabled(not loading)
         self.progress.setVisible(loading)
         self.progress.setValue(0)
 
@@ -137,6 +169,9 @@ class ModelPanel(QGroupBox):
         self.progress.setValue(done)
 
     def set_model(self, model: LoadedModel) -> None:
+        if model.info.server is not None:
+            self._set_server_model(model)
+            return
         info, backend = model.info, model.backend
         offload = (f"{model.layers_offloaded}/{info.layers + 1} layers offloaded"
                    if backend.gpu_offload else "this build runs on the CPU only")
@@ -159,6 +194,31 @@ class ModelPanel(QGroupBox):
             f"<table cellspacing='0' cellpadding='1'>{body}</table>"
         )
         self.card.setToolTip(info.path)
+
+    def _set_server_model(self, model: LoadedModel) -> None:
+        """A server's model: what it is, and what the server can give the views (and what
+        it cannot, which the views that need it say)."""
+        info, caps = model.info, model.capabilities
+        self.backend.setText(f"Server: <b>{_escape(info.server or '')}</b>")
+        rows = [
+            ("Model", info.name),
+            ("Parameters", human_count(info.parameters) if info.parameters else "not said"),
+            ("Context", f"{model.n_ctx:,} tokens" if model.n_ctx else "not said"),
+            ("Alternatives", f"up to {caps.max_alternatives} per token"),
+            ("Entropy", "exact" if caps.exact_entropy else "a lower bound, from the top "
+                                                           "alternatives only"),
+            ("Seed", "kept: runs repeat" if caps.reproducible_seed else "ignored: runs do "
+                                                                        "not repeat"),
+            ("Forcing a token", "yes" if caps.teacher_forcing else "off: the server cannot "
+                                                                   "score a given text"),
+            ("Grammar", "yes" if caps.grammar else "off: structured output is not available"),
+        ]
+        body = "".join(f"<tr><td class='k'>{k}</td><td>{_escape(v)}</td></tr>" for k, v in rows)
+        self.card.setText(
+            "<style>td.k{color:#666;padding-right:8px;}</style>"
+            f"<table cellspacing='0' cellpadding='1'>{body}</table>"
+        )
+        self.card.setToolTip("\n".join(model.notices) or info.server or "")
 
 
 def _escape(text: str) -> str:

@@ -42,6 +42,11 @@ class SingleRunView(QWidget):
         self._charted = 0
         self._charted_at = 0.0
 
+    def set_exact_entropy(self, exact: bool) -> None:
+        """False for a run on a server: its entropies are lower bounds, and the views say so."""
+        self.text.exact_entropy = exact
+        self.chart.set_exact_entropy(exact)
+
     def clear(self) -> None:
         self.text.clear_tokens()
         self.chart.set_tokens([])

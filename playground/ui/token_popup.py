@@ -252,12 +252,18 @@ class TokenPopup(QFrame):
         """The visible alternative rows, most likely first."""
         return [row for row in self._rows if not row.isHidden()]
 
-    def show_token(self, record: TokenRecord, anchor: QPoint, *, token_height: int = 0) -> None:
+    def show_token(self, record: TokenRecord, anchor: QPoint, *, token_height: int = 0,
+                   exact_entropy: bool = True) -> None:
         """Fill the card with `record` and show it just below-right of `anchor` (in the parent's
         coordinates). Where it would leave the parent it flips left or up; flipping up it also
-        clears `token_height` pixels above the anchor, so it doesn't cover the token itself."""
+        clears `token_height` pixels above the anchor, so it doesn't cover the token itself.
+        Without `exact_entropy` (a run on a server) the entropy shows as the lower bound it
+        is."""
         self._position = record.position
         self._fill(record)
+        if not exact_entropy:
+            self._values["entropy"].setText(f"≥ {record.entropy:.2f} nats (top "
+                                            f"alternatives only)")
         self._fit_width()
         self.layout().activate()  # rows were just shown or hidden
         self.adjustSize()

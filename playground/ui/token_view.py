@@ -56,6 +56,9 @@ class TokenView(QTextEdit):
     def __init__(self, parent: QWidget | None = None, *, compact: bool = False) -> None:
         super().__init__(parent)
         self._popup: TokenPopup | None = None  # first: eventFilter may run during set-up
+        self.exact_entropy = True
+        """False for a run on a server: its entropies are lower bounds, and the popup says
+        so."""
         self.setReadOnly(True)
         self.setUndoRedoEnabled(False)  # an undo stack of every streamed token is pure cost
         self.setLineWrapMode(QTextEdit.LineWrapMode.WidgetWidth)
@@ -251,7 +254,8 @@ class TokenView(QTextEdit):
         self._hide_timer.stop()
         popup = self.popup
         anchor = self.viewport().mapTo(self.window(), QPoint(round(x), round(rect.bottom())))
-        popup.show_token(self._tokens[index], anchor, token_height=round(rect.height()))
+        popup.show_token(self._tokens[index], anchor, token_height=round(rect.height()),
+                         exact_entropy=self.exact_entropy)
         self._popup_index = index
         self.viewport().update()
 
