@@ -387,6 +387,10 @@ class MainWindow(QMainWindow):
         if self.run is None or not self.run.finished:
             self.statusBar().showMessage("Wait for the run to finish, then branch from it.", 5000)
             return
+        if self.model is not None and not self.model.capabilities.teacher_forcing:
+            self._show_error("Branching forces a token and scores what follows (teacher "
+                             "forcing), which this server does not offer: load a local model.")
+            return
         self.tabs.setCurrentWidget(self.demos_tab)
         self.demos_tab.branch_from(self.run, sample, position, token)
 

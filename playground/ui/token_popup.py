@@ -261,9 +261,12 @@ class TokenPopup(QFrame):
         is."""
         self._position = record.position
         self._fill(record)
+        entropy = self._values["entropy"]
+        entropy.setToolTip("" if exact_entropy else
+                           "At least this: the server gave only the most likely alternatives, "
+                           "and the entropy is computed from them.")
         if not exact_entropy:
-            self._values["entropy"].setText(f"≥ {record.entropy:.2f} nats (top "
-                                            f"alternatives only)")
+            entropy.setText(f"≥ {record.entropy:.2f} nats")
         self._fit_width()
         self.layout().activate()  # rows were just shown or hidden
         self.adjustSize()

@@ -49,6 +49,10 @@ def test_a_server_fills_the_views_and_says_what_it_lacks(qtbot, window: MainWind
         view.show_popup_for(0)
         assert view.popup.isVisible()
         assert view.popup._values["entropy"].text().startswith("≥ ")
+        # Branching from an alternative needs teacher forcing: said, not attempted.
+        window.branch(0, 1, 101)
+        assert "teacher forcing" in window.banner.label.text()
+        assert window.tabs.currentWidget() is window.generate_tab
         # A run of one sample: the chart's key says it too.
         generate(qtbot, window, 1, SamplingParams(seed=0, top_logprobs=2))
         assert "at least" in window.single_view.chart._entropy_key.text()
