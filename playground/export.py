@@ -276,11 +276,12 @@ def _ranking_of(run: Run, method: str) -> Ranking:
 
 def model_identity(run: Run, sha256: str = "") -> dict[str, Any]:
     """The model as every export names it: name, path, sha256 ("" when unknown), then the rest
-    of ModelInfo, with None written as "" so that the column keeps one type."""
+    of ModelInfo, with None (no license, not on a server) written as "" so that the column
+    keeps one type."""
     info = asdict(run.model)
     identity = {"name": info.pop("name"), "path": info.pop("path"), "sha256": sha256}
     for key, value in info.items():
-        identity[key] = "" if value is None and key == "license" else value
+        identity[key] = "" if value is None and key in ("license", "server") else value
     return identity
 
 

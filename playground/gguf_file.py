@@ -282,6 +282,7 @@ class ModelInfo:
         """What `to_json` wrote; a field added since (in an older history or file) reads None."""
         values = {f.name: data.get(f.name) for f in fields(cls)}
         values["license"] = values["license"] or None
+        values["server"] = values["server"] or None  # exports write "" for a local file
         return cls(**values)
 
 

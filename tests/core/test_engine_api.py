@@ -21,7 +21,8 @@ def test_the_local_engine_has_every_member_of_the_interface(tiny_engine: LocalEn
     assert not missing
     assert tiny_engine.capabilities.to_json() == {
         "max_alternatives": 100, "max_samples": 32, "exact_entropy": True,
-        "teacher_forcing": True, "grammar": True, "hidden_states": True}
+        "teacher_forcing": True, "grammar": True, "hidden_states": True,
+        "reproducible_seed": True}
 
 
 def test_a_missing_capability_is_named_before_any_work(tiny_engine: LocalEngine,

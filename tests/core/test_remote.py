@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from fake_server import SCRIPT, Behaviour, FakeServer
 
+from playground.engine_api import Engine
 from playground.errors import ServerError, StreamInterrupted, UnsupportedModelError
 from playground.records import SampleEnd, TokenRecord
 from playground.remote import RemoteEngine, Server, entropy_lower_bound
@@ -233,6 +234,14 @@ def test_what_a_server_lacks_says_why() -> None:
             engine.tokenize("hi")
         with pytest.raises(Exception, match="at most 20 alternatives"):
             engine.start_run("hi", SamplingParams(top_logprobs=21))
+
+
+def test_the_remote_engine_has_every_member_of_the_interface() -> None:
+    members = {name for name in dir(Engine) if not name.startswith("_")}
+    members |= set(Engine.__annotations__)
+    with FakeServer() as fake:
+        engine = RemoteEngine(fake.url, check_seed=False)
+    assert sorted(name for name in members if not hasattr(engine, name)) == []
 
 
 def test_events_are_the_engine_protocol() -> None:
