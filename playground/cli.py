@@ -394,19 +394,19 @@ def _is_remote(engine: Any) -> bool:
 
 
 def _reward_model(args: argparse.Namespace, engine: Any):
-    """The --reward-model: a server's (a URL, 'server', or the judge on --server), else a file
-    or the local judge on `engine`."""
-    from playground.remote_reward import is_server_spec, open_server_reward_model
+    """The --reward-model: a reward server (its URL, or 'server' for the --server), else what
+    open_reward_model opens: a file, or the judge on `engine` (on a server, its logprobs)."""
+    from playground.remote_reward import ServerRewardModel, is_server_spec
 
     spec = args.reward_model
     if spec == "server":
         if not args.server:
             raise InvalidRequestError("--reward-model server needs --server URL")
         spec = args.server
-    if is_server_spec(spec) or (args.server and spec == "judge"):
-        return open_server_reward_model(spec, engine=engine if args.server else None,
-                                        api_key=_api_key(args), rubric=args.rubric,
-                                        timeout=args.timeout)
+    if is_server_spec(spec):
+        if args.rubric is not None:
+            raise InvalidRequestError("a server's reward model takes no rubric")
+        return ServerRewardModel(spec, _api_key(args), timeout=args.timeout)
     from playground.reward import open_reward_model
 
     return open_reward_model(spec, judge_engine=engine, rubric=args.rubric,

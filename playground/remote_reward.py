@@ -185,7 +185,9 @@ def _judge_score(top: Sequence[Any]) -> tuple[float, tuple[float, ...]]:
     """(log P(yes) - log P(no), (log P(yes), log P(no))) from the alternatives; a word absent
     from them counts as likely as the least likely alternative at most (a bound)."""
     def log_mass(words: tuple[str, ...]) -> float:
-        found = [a.logprob for a in top if a.text.strip() in words]
+        # The spellings the local judge counts: each word bare and after one space.
+        spellings = {*words, *(" " + w for w in words)}
+        found = [a.logprob for a in top if a.text in spellings]
         if not found:
             return -math.inf
         peak = max(found)
@@ -197,19 +199,6 @@ def _judge_score(top: Sequence[Any]) -> tuple[float, tuple[float, ...]]:
     floor = min(a.logprob for a in top)
     return (max(log_yes, floor) if math.isinf(log_yes) else log_yes) - (
         max(log_no, floor) if math.isinf(log_no) else log_no), (log_yes, log_no)
-
-
-def open_server_reward_model(spec: str, *, engine: RemoteEngine | None,
-                             api_key: str | None = None, rubric: str | None = None,
-                             timeout: float = 60.0) -> _ServerScorer:
-    """"judge" on `engine` (the --server), or a reward server's URL."""
-    if spec == "judge":
-        if engine is None:
-            raise InvalidRequestError("the judge on a server needs --server URL")
-        return ServerJudge(engine, rubric)
-    if rubric is not None:
-        raise InvalidRequestError("a server's reward model takes no rubric")
-    return ServerRewardModel(spec, api_key, timeout=timeout)
 
 
 def is_server_spec(spec: str | None) -> bool:

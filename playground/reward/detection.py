@@ -59,8 +59,9 @@ def open_reward_model(
     """Open a reward model.
 
     `spec` is "judge" (the LLM judge: `judge_engine`, the app's loaded generator, or else the
-    embedded model), "judge:PATH" (a judge loaded from an instruct GGUF), or the path of a GGUF
-    whose kind is read from its metadata: a score head (`playground.reward.score_head`) or a
+    embedded model; a `RemoteEngine` judges through its logprobs, see remote_reward.py),
+    "judge:PATH" (a judge loaded from an instruct GGUF), or the path of a GGUF whose kind is
+    read from its metadata: a score head (`playground.reward.score_head`) or a
     classification head (a reranker). `kind` makes the caller's expectation explicit: a file of
     another kind then fails with a message that says what the file is. `rubric` is the judge's
     question, or a reranker's instruction (for templates with an <Instruct> line).
@@ -173,6 +174,11 @@ def _open_judge(path: Path | None, engine: LocalEngine | None, rubric: str | Non
     owns = engine is None
     if engine is not None and path is not None:
         raise InvalidRequestError("give the judge either a model path or an engine, not both")
+    if engine is not None and engine.info.server is not None:
+        # A model on a server has no logits here: its judge reads the server's logprobs.
+        from playground.remote_reward import ServerJudge
+
+        return ServerJudge(engine, rubric)
     if engine is None:
         if path is not None:
             header = read_header(path)

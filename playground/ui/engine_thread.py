@@ -25,7 +25,6 @@ from playground.errors import PlaygroundError
 from playground.gguf_file import ModelInfo
 from playground.records import Event, RewardModelIdentity, Run, RunEnd, RunStats
 from playground.remote import RemoteEngine
-from playground.remote_reward import ServerJudge
 from playground.reward import RewardModel, open_reward_model
 from playground.sampling import SamplingParams
 from playground.store import RunWriter, Store
@@ -92,7 +91,7 @@ class EngineThread:
         self.store = store
         """Where runs are recorded as they stream; None records nothing."""
         self._engine: Engine | None = None
-        self._reward: RewardModel | ServerJudge | None = None
+        self._reward: RewardModel | None = None
         self._reward_key: tuple[str, str | None] | None = None
         self._executor = Executor("llama.cpp", on_exit=self._close)
 
@@ -172,11 +171,8 @@ class EngineThread:
                 self._close_reward()
                 if reward_model == "judge" and self._engine is None:
                     raise PlaygroundError("Load a model first: the judge is the loaded model.")
-                if reward_model == "judge" and isinstance(self._engine, RemoteEngine):
-                    self._reward = ServerJudge(self._engine, rubric)  # through its logprobs
-                else:
-                    self._reward = open_reward_model(reward_model, judge_engine=self._engine,
-                                                     rubric=rubric)
+                self._reward = open_reward_model(reward_model, judge_engine=self._engine,
+                                                 rubric=rubric)
                 self._reward_key = key
                 owned = 0 if reward_model == "judge" else self._reward.memory_bytes
                 yield RewardOpened(self._reward.describe(), owned)

@@ -5,6 +5,7 @@ local engine on the same file: greedy runs give the same tokens, with logprobs w
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -77,3 +78,27 @@ def test_cli_generate_and_sample_on_the_server(llama_server_url: str,
     runs = json.loads(capsys.readouterr().out)["runs"]
     assert [r["status"] for r in runs] == ["finished", "finished"]
     assert {r["model_path"] for r in runs} == {llama_server_url}
+
+
+def test_the_judge_on_the_server_reads_what_the_local_engine_computes(
+        remote: RemoteEngine, embedded_engine) -> None:
+    """The judge's score from the server's top alternatives equals the same formula over the
+    local engine's alternatives for the same prompt tokens. (The local JudgeModel reads its own
+    scoring decode, whose logits differed from generation's by about 0.04 nats here.)"""
+    from playground.remote_reward import _judge_score
+    from playground.reward import open_reward_model
+    from playground.reward.backends import DEFAULT_RUBRIC, JUDGE_PROMPT
+
+    question = "What is the capital of France?"
+    responses = ["Paris is the capital of France.", "The capital of France is Berlin."]
+    with open_reward_model("judge", judge_engine=remote) as on_server:
+        there = on_server.score_detailed(question, responses)
+    first = SamplingParams(temperature=0.0, seed=0, max_tokens=1, top_logprobs=100)
+    for response, b in zip(responses, there, strict=True):
+        content = JUDGE_PROMPT.format(prompt=question, response=response, rubric=DEFAULT_RUBRIC)
+        here = embedded_engine.run(content, first)
+        assert list(b.input_token_ids) == here.prompt_token_ids
+        score, raw = _judge_score(here.samples[0].tokens[0].top)
+        assert all(math.isfinite(x) for x in b.raw)  # both words are in the top 100 here
+        assert abs(b.score - score) < TOLERANCE
+        assert max(abs(x - y) for x, y in zip(b.raw, raw, strict=True)) < TOLERANCE
