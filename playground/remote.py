@@ -131,8 +131,9 @@ class Server:
             conn.request(method, self._prefix + path, data, headers)
             response = conn.getresponse()
             if response.status >= 400:
-                raise ServerError(f"{self.url} answered {method} {path} with {response.status} "
-                                  f"{response.reason}: {_error_message(response.read())}")
+                raise _StatusError(response.status,
+                                   f"{self.url} answered {method} {path} with {response.status} "
+                                   f"{response.reason}: {_error_message(response.read())}")
         except OSError as error:
             raise self.failure(error, f"{method} {path}") from None
         except http.client.HTTPException as error:
@@ -174,10 +175,18 @@ class Server:
         """The JSON answer, or None where the server has no such endpoint (404, 405, 501)."""
         try:
             return self.json(method, path, body)
-        except ServerError as error:
-            if any(f" with {code} " in str(error) for code in (404, 405, 501)):
+        except _StatusError as error:
+            if error.status in (404, 405, 501):
                 return None
             raise
+
+
+class _StatusError(ServerError):
+    """An error status, which `Server.has` tells apart from other failures."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def _error_message(raw: bytes) -> str:
@@ -406,10 +415,6 @@ class RemoteEngine:
     @property
     def capabilities(self) -> Capabilities:
         return self._capabilities
-
-    def describe(self) -> str:
-        dialect = "llama-server (native /completion)" if self.native else "OpenAI-compatible"
-        return f"{self.model_id} on {self.server.url}, {dialect}"
 
     def close(self) -> None:
         """Nothing is held between requests."""
@@ -729,7 +734,9 @@ class RemoteEngine:
         differently, and its runs cannot be repeated (said in `notices` and capabilities)."""
         params = SamplingParams(temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, seed=1234,
                                 max_tokens=8, top_logprobs=1)
-        first, second = (self.run("Once upon a time", params, chat=False) for _ in range(2))
+        # Chat for an OpenAI-compatible server: some serve only /v1/chat/completions.
+        first, second = (self.run("Once upon a time", params, chat=not self.native)
+                         for _ in range(2))
         if first.samples[0].text != second.samples[0].text:
             self._capabilities = replace(self._capabilities, reproducible_seed=False)
             self.notices.append(
