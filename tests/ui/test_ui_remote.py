@@ -63,6 +63,23 @@ def test_a_server_fills_the_views_and_says_what_it_lacks(qtbot, window: MainWind
     assert "sesame" not in settings_file.read_text()
 
 
+def test_a_dropped_stream_keeps_the_samples_interrupted(qtbot, window: MainWindow) -> None:
+    with FakeServer(Behaviour(drop_after=3, drop_from=2)) as fake:
+        connect(qtbot, window, fake.url)
+        window.prompt_panel.set_values("hi", chat=True, system="")
+        window.sampling_panel.set_params(SamplingParams(seed=0, top_logprobs=2))
+        window.sampling_panel.seed_lock.setChecked(True)
+        window.sampling_panel.n.setValue(2)
+        window.generate()
+        qtbot.waitUntil(lambda: window.banner.isVisible()
+                        and window.prompt_panel.generate_button.isEnabled(), timeout=TIMEOUT)
+    assert "dropped" in window.banner.label.text()
+    assert [s.finish_reason for s in window.run.samples] == ["interrupted"] * 2
+    assert [len(s.tokens) for s in window.run.samples] == [3, 3]
+    (summary,) = window.store.list_runs()
+    assert summary.status == "interrupted"
+
+
 def test_a_server_that_is_down_is_a_banner(qtbot, window: MainWindow) -> None:
     with FakeServer() as fake:
         url = fake.url
