@@ -21,7 +21,7 @@ from playground.errors import InvalidRequestError, PlaygroundError
 from playground.export import FORMATS
 from playground.records import TokenRecord
 from playground.sampling import SamplingParams
-from playground.units import human_count
+from playground.units import human_count, human_size
 
 
 class _Parser(argparse.ArgumentParser):
@@ -173,8 +173,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the offscreen screen the window fills (default 1440x900)")
     p.set_defaults(handler=cmd_screenshot)
 
-    p = sub.add_parser("models", help="list the models found on this machine")
+    p = sub.add_parser("models", help="list the models found on this machine, or download one")
     p.add_argument("paths", nargs="*", type=Path, help="more files or folders to look in")
+    p.add_argument("--download", metavar="ID",
+                   help="download a catalog model from the Hugging Face Hub into the data "
+                        "folder, checked against the catalog's sha256 (it resumes an "
+                        "unfinished download)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_models)
     return parser
@@ -580,8 +584,10 @@ def cmd_screenshot(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from playground.catalog import discover
+    from playground.catalog import catalog_models, discover
 
+    if args.download:
+        return _download(args.download, args.json)
     found = discover(args.paths)
     if args.json:
         _print_json({"models": [m.to_json() for m in found]})
@@ -592,6 +598,36 @@ def cmd_models(args: argparse.Namespace) -> int:
         print(f"[{m.source}] {m.path}\n    {desc}")
     if not found:
         print("no models found; put .gguf files in the models folder or pass a path")
+    from playground.download import is_downloaded
+
+    more = [m for m in catalog_models() if m.downloadable and not is_downloaded(m)]
+    if more:
+        print("\nin the catalog, for `playground models --download ID`:")
+        for m in more:
+            print(f"  {m.id:<24} {human_size(m.size_bytes or 0):>8}  {m.name} ({m.license})")
+    return 0
+
+
+def _download(model_id: str, as_json: bool) -> int:
+    from playground.catalog import catalog_model
+    from playground.download import download
+
+    model = catalog_model(model_id)
+    last = [-1]
+
+    def progress(done: int, total: int) -> None:
+        percent = 100 * done // max(total, 1)
+        if percent != last[0]:
+            last[0] = percent
+            end = "\n" if done >= total else ""
+            print(f"\r{model.id}: {human_size(done)} of {human_size(total)} ({percent}%)",
+                  end=end, file=sys.stderr, flush=True)
+
+    result = download(model, progress)
+    if as_json:
+        _print_json({"download": result.to_json()})
+    else:
+        print(result.path)
     return 0
 
 
