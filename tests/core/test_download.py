@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
-from local_hub import COMMIT, LocalHub, closed_port
+from local_hub import COMMIT, LocalHub, closed_port, isolate_hub_client
 
 from playground import cli, paths
 from playground.catalog import CatalogModel, catalog_model, catalog_models, discover
@@ -22,17 +22,8 @@ BIG = os.urandom(2 * CHUNK + 12345)
 
 
 @pytest.fixture(autouse=True)
-def no_users_hub_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No token of this machine's user, and no telemetry: huggingface_hub reads its settings
-    once, on import, so they are set on its constants."""
-    from huggingface_hub import constants
-
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "hf" / "token"))
-    monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(tmp_path / "hf" / "tokens"))
-    # Else it asks the Hub (the local one) for its list of AI agents once a day.
-    monkeypatch.setattr(constants, "HF_HUB_DISABLE_TELEMETRY", True)
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+def hub_client(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    isolate_hub_client(monkeypatch, tmp_path)
 
 
 @pytest.fixture
@@ -229,3 +220,12 @@ def test_cli_says_a_404_in_one_line(hub, test_catalog, capsys):
     assert cli.main(["models", "--download", "tiny"]) == 1
     err = capsys.readouterr().err
     assert err == f"playground: {REPO} has no file tiny.gguf at revision {COMMIT}\n"
+
+
+def test_cli_lists_the_catalog_models_not_downloaded_yet(test_catalog, capsys):
+    assert cli.main(["models"]) == 0
+    assert "\n  tiny " in capsys.readouterr().out
+    (paths.user_models_dir() / "tiny.gguf").write_bytes(test_catalog)
+    assert cli.main(["models"]) == 0
+    listing = capsys.readouterr().out
+    assert "[user]" in listing and "\n  tiny " not in listing
