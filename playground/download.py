@@ -112,22 +112,41 @@ def download(model: CatalogModel, progress: Progress | None = None,
                                 "sha256 differs): move it away to download")
         return Downloaded(model.id, target, model.sha256, model.size_bytes, None, 0, 0)
     partial = partial_path(model)
-    have = partial_size(model)
-    if have > model.size_bytes:  # not a prefix of this file
-        partial.unlink()
-        have = 0
-    commit = None
-    if have < model.size_bytes:
-        commit = _fetch(model, partial, have, progress, cancelled)
-    progress(model.size_bytes, model.size_bytes)
-    digest = _sha256(partial, cancelled)
-    if digest != model.sha256:
-        partial.unlink()
-        raise DownloadError(f"{model.file} arrived with sha256 {digest[:16]}…, not the "
-                            f"catalog's {model.sha256[:16]}…, and was deleted")
-    os.replace(partial, target)
+    with _only_download(model, partial):
+        have = partial_size(model)
+        if have > model.size_bytes:  # not a prefix of this file
+            partial.unlink()
+            have = 0
+        commit = None
+        if have < model.size_bytes:
+            commit = _fetch(model, partial, have, progress, cancelled)
+        progress(model.size_bytes, model.size_bytes)
+        digest = _sha256(partial, cancelled)
+        if digest != model.sha256:
+            partial.unlink()
+            raise DownloadError(f"{model.file} arrived with sha256 {digest[:16]}…, not the "
+                                f"catalog's {model.sha256[:16]}…, and was deleted")
+        try:
+            os.replace(partial, target)
+        except OSError as error:  # e.g. a models folder linked to another disk
+            raise DownloadError(f"cannot move the checked {partial} to {target}: "
+                                f"{error.strerror}") from None
     return Downloaded(model.id, target, digest, model.size_bytes, commit, have,
                       model.size_bytes - have)
+
+
+@contextlib.contextmanager
+def _only_download(model: CatalogModel, partial: Path) -> Iterator[None]:
+    """Hold the partial file's lock: two downloads of one model (the app's and the command
+    line's) would append to the same file. The empty lock file stays beside it."""
+    import filelock
+
+    try:
+        with filelock.FileLock(partial.with_suffix(".lock"), timeout=0):
+            yield
+    except filelock.Timeout:
+        raise DownloadError(f"{model.id} is being downloaded already (by this app or another "
+                            "playground)") from None
 
 
 def _fetch(model: CatalogModel, partial: Path, have: int, progress: Progress,

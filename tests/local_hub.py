@@ -6,7 +6,8 @@ X-Linked-Etag: the sha256 of an LFS file, X-Linked-Size, ETag), or with the Hub'
 RepoNotFound, 404 RevisionNotFound / EntryNotFound, with X-Error-Code). The CDN, on another port
 (so another origin, which huggingface_hub does not send a token to), serves the bytes with Range
 requests. Faults are set on the hub between requests: `cut_after` bytes (the connection closes
-mid-body, once), `corrupt` (one byte flipped, the headers still claim the true sha256),
+mid-body, `cuts` times), `corrupt` (one byte flipped, the headers still claim the true sha256),
+`ignore_range` (a 200 with the whole file, as some proxies answer a Range request),
 `chunk_delay` (seconds between 1 MB pieces, a slow line). Every request is recorded.
 """
 
@@ -40,7 +41,9 @@ class LocalHub:
     """(repo, file name) -> content, at the revisions "main" and the repo's commit."""
     commits: dict[str, str] = field(default_factory=dict)
     cut_after: int | None = None
+    cuts: int = 1
     corrupt: bool = False
+    ignore_range: bool = False
     chunk_delay: float = 0.0
     requests: list[Request] = field(default_factory=list)
 
@@ -111,7 +114,7 @@ class LocalHub:
             content = bytes([content[0] ^ 0xFF]) + content[1:]
         start = 0
         asked = handler.headers.get("Range")
-        if asked:
+        if asked and not self.ignore_range:
             start = int(asked.removeprefix("bytes=").split("-")[0])
             handler.send_response(206)
             handler.send_header("Content-Range", f"bytes {start}-{len(content) - 1}/{len(content)}")
@@ -124,7 +127,9 @@ class LocalHub:
             return
         body = content[start:]
         if self.cut_after is not None:
-            body, self.cut_after = body[:self.cut_after], None
+            body = body[:self.cut_after]
+            self.cuts -= 1
+            self.cut_after = self.cut_after if self.cuts > 0 else None
             handler.close_connection = True
         for offset in range(0, len(body), PIECE):
             time.sleep(self.chunk_delay)

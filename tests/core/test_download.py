@@ -43,7 +43,9 @@ def entry(content: bytes, *, file: str = "tiny.gguf", sha256: str | None = None,
 
 
 def files_under(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file())
+    """The files in the folder, but for the downloads' empty lock files."""
+    return sorted(p for p in folder.rglob("*") if p.is_file()
+                  and not (p.suffix == ".lock" and p.stat().st_size == 0))
 
 
 def test_a_download_lands_in_the_models_folder_checked(hub, tiny_model_path, isolated_data_dir):
@@ -100,6 +102,46 @@ def test_a_cancelled_download_resumes_where_it_stopped(hub):
     assert (result.resumed_from, result.fetched_bytes) == (CHUNK, len(BIG) - CHUNK)
     assert result.path.read_bytes() == BIG
     assert not partial_path(model).exists()
+
+
+def test_a_server_that_ignores_the_range_sends_it_all_again(hub):
+    model = entry(BIG)
+    hub.add(REPO, "tiny.gguf", BIG)
+    seen: list[int] = []
+    with pytest.raises(Cancelled):
+        download(model, lambda done, total: seen.append(done), cancelled=lambda: bool(seen))
+    hub.ignore_range = True
+
+    result = download(model)
+
+    assert hub.gets()[-1].range == f"bytes={CHUNK}-"  # asked, and got the whole file
+    assert result.path.read_bytes() == BIG
+
+
+def test_a_connection_that_keeps_breaking_keeps_what_arrived(hub):
+    model = entry(BIG)
+    hub.add(REPO, "tiny.gguf", BIG)
+    seen: list[int] = []
+    with pytest.raises(Cancelled):
+        download(model, lambda done, total: seen.append(done), cancelled=lambda: bool(seen))
+    hub.cut_after, hub.cuts = CHUNK // 2, 99  # never a whole chunk again
+
+    with pytest.raises(DownloadError, match=r"^the download of tiny.gguf stopped at 10.5 MB of "
+                                            r"21 MB \(.*\); what arrived is kept"):
+        download(model)
+
+    assert len(hub.gets()) == 1 + 6  # huggingface_hub tried five times more
+    assert partial_path(model).read_bytes() == BIG[:CHUNK]
+
+
+def test_one_download_of_a_model_at_a_time(hub):
+    import filelock
+
+    model = entry(b"content")
+    with filelock.FileLock(partial_path(model).with_suffix(".lock")), \
+            pytest.raises(DownloadError, match="tiny is being downloaded already"):
+        download(model)
+    assert hub.requests == []
 
 
 def test_a_checksum_mismatch_is_rejected_and_nothing_half_written_remains(hub,
