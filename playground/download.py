@@ -38,7 +38,9 @@ Progress = Callable[[int, int], None]
 IsCancelled = Callable[[], bool]
 
 LIBRARY = "sampling-playground"
-HASH_CHUNK = 1 << 20
+CHUNK = 1 << 20
+"""Bytes between two progress reports (and two looks at Cancel) of a download, and of the
+checksum. huggingface_hub's own 10 MB would be 10 s on a slow line, and as long to quit."""
 SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -177,6 +179,7 @@ def _fetch(model: CatalogModel, partial: Path, have: int, progress: Progress,
         if urlsplit(meta.location).netloc != urlsplit(url).netloc:
             headers.pop("authorization", None)  # the CDN's URL is signed; a token stays home
         meter = functools.partial(_Meter, progress, cancelled, model.size_bytes)
+        constants.DOWNLOAD_CHUNK_SIZE = CHUNK  # http_get reads it at each call
         with partial.open("ab") as file:
             http_get(meta.location, file, resume_size=have, headers=headers,
                      expected_size=model.size_bytes, displayed_filename=model.file,
@@ -186,7 +189,7 @@ def _fetch(model: CatalogModel, partial: Path, have: int, progress: Progress,
 
 class _Meter:
     """What `http_get` takes for its tqdm progress bar: it passes on how much is on disk after
-    each chunk (huggingface_hub's 10 MB), and stops the download once it was cancelled."""
+    each chunk (CHUNK), and stops the download once it was cancelled."""
 
     def __init__(self, progress: Progress, cancelled: IsCancelled, size: int, *,
                  initial: int = 0, **_bar_options: Any) -> None:
@@ -209,7 +212,7 @@ class _Meter:
 def _sha256(path: Path, cancelled: IsCancelled) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as file:
-        while chunk := file.read(HASH_CHUNK):
+        while chunk := file.read(CHUNK):
             if cancelled():
                 raise Cancelled()
             digest.update(chunk)

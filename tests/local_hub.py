@@ -8,7 +8,7 @@ RepoNotFound, 404 RevisionNotFound / EntryNotFound, with X-Error-Code). The CDN,
 requests. Faults are set on the hub between requests: `cut_after` bytes (the connection closes
 mid-body, `cuts` times), `corrupt` (one byte flipped, the headers still claim the true sha256),
 `ignore_range` (a 200 with the whole file, as some proxies answer a Range request),
-`chunk_delay` (seconds between 1 MB pieces, a slow line). Every request is recorded.
+`chunk_delay` (seconds between 256 KiB pieces, a slow line). Every request is recorded.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
-PIECE = 1 << 20
+PIECE = 1 << 18
 
 
 @dataclass

@@ -13,11 +13,11 @@ from local_hub import COMMIT, LocalHub, closed_port, isolate_hub_client
 
 from playground import cli, paths
 from playground.catalog import CatalogModel, catalog_model, catalog_models, discover
-from playground.download import download, is_downloaded, partial_path, partial_size
+from playground.download import CHUNK, download, is_downloaded, partial_path, partial_size
 from playground.errors import Cancelled, DownloadError
+from playground.units import human_size
 
 REPO = "test-org/tiny-GGUF"
-CHUNK = 10 * 1024 * 1024  # huggingface_hub's download chunk: progress comes once per chunk
 BIG = os.urandom(2 * CHUNK + 12345)
 
 
@@ -126,8 +126,9 @@ def test_a_connection_that_keeps_breaking_keeps_what_arrived(hub):
         download(model, lambda done, total: seen.append(done), cancelled=lambda: bool(seen))
     hub.cut_after, hub.cuts = CHUNK // 2, 99  # never a whole chunk again
 
-    with pytest.raises(DownloadError, match=r"^the download of tiny.gguf stopped at 10.5 MB of "
-                                            r"21 MB \(.*\); what arrived is kept"):
+    stopped = f"stopped at {human_size(CHUNK)} of {human_size(len(BIG))}"
+    with pytest.raises(DownloadError, match=rf"^the download of tiny.gguf {stopped} \(.*\); "
+                                            "what arrived is kept"):
         download(model)
 
     assert len(hub.gets()) == 1 + 6  # huggingface_hub tried five times more
