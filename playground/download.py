@@ -175,13 +175,17 @@ def _fetch(model: CatalogModel, partial: Path, have: int, progress: Progress,
         if free < model.size_bytes - have:
             raise DownloadError(f"{model.file} needs {human_size(model.size_bytes - have)} "
                                 f"and {partial.parent} has {human_size(free)} free")
+        # As huggingface_hub does without hf_xet: a Xet-stored file comes through /resolve
+        # again (the Hub redirects it to its Xet bridge), any other from the CDN's signed URL,
+        # which gets no token.
+        source = url if meta.xet_file_data is not None else meta.location
         headers = build_hf_headers(library_name=LIBRARY, library_version=__version__)
-        if urlsplit(meta.location).netloc != urlsplit(url).netloc:
-            headers.pop("authorization", None)  # the CDN's URL is signed; a token stays home
+        if urlsplit(source).netloc != urlsplit(url).netloc:
+            headers.pop("authorization", None)
         meter = functools.partial(_Meter, progress, cancelled, model.size_bytes)
         constants.DOWNLOAD_CHUNK_SIZE = CHUNK  # http_get reads it at each call
         with partial.open("ab") as file:
-            http_get(meta.location, file, resume_size=have, headers=headers,
+            http_get(source, file, resume_size=have, headers=headers,
                      expected_size=model.size_bytes, displayed_filename=model.file,
                      tqdm_class=meter)  # type: ignore[arg-type]
     return meta.commit_hash

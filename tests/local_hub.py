@@ -8,7 +8,8 @@ RepoNotFound, 404 RevisionNotFound / EntryNotFound, with X-Error-Code). The CDN,
 requests. Faults are set on the hub between requests: `cut_after` bytes (the connection closes
 mid-body, `cuts` times), `corrupt` (one byte flipped, the headers still claim the true sha256),
 `ignore_range` (a 200 with the whole file, as some proxies answer a Range request),
-`chunk_delay` (seconds between 256 KiB pieces, a slow line). Every request is recorded.
+`xet` (Xet-stored files), `chunk_delay` (seconds between 256 KiB pieces, a slow line). Every
+request is recorded.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ class LocalHub:
     cuts: int = 1
     corrupt: bool = False
     ignore_range: bool = False
+    xet: bool = False
+    """Say that files are stored on Xet (X-Xet-Hash), as most of the Hub's large files are."""
     chunk_delay: float = 0.0
     requests: list[Request] = field(default_factory=list)
 
@@ -103,6 +106,10 @@ class LocalHub:
         handler.send_header("X-Linked-Etag", f'"{sha}"')
         handler.send_header("X-Linked-Size", str(len(content)))
         handler.send_header("ETag", '"a-git-sha1-of-the-lfs-pointer-file"')
+        if self.xet:
+            handler.send_header("X-Xet-Hash", "ab" * 32)
+            handler.send_header("X-Xet-Refresh-Route",
+                                f"/api/models/{repo}/xet-read-token/{commit}")
         handler.send_header("Content-Length", "0")
         handler.end_headers()
 

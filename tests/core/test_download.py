@@ -71,6 +71,19 @@ def test_a_download_lands_in_the_models_folder_checked(hub, tiny_model_path, iso
     assert found.source == "user" and found.info is not None and found.info.parameters > 0
 
 
+def test_a_file_stored_on_xet_comes_through_resolve_over_plain_http(hub):
+    hub.add(REPO, "tiny.gguf", b"bytes stored on Xet")
+    hub.xet = True
+
+    result = download(entry(b"bytes stored on Xet"))
+
+    assert result.path.read_bytes() == b"bytes stored on Xet"
+    resolve = f"/{REPO}/resolve/{COMMIT}/tiny.gguf"
+    assert [(r.server, r.method, r.path) for r in hub.requests] == [
+        ("hub", "HEAD", resolve), ("hub", "GET", resolve),
+        ("cdn", "GET", f"/blobs/{result.sha256}")]
+
+
 def test_a_cut_connection_resumes_with_a_range_request(hub):
     model = entry(BIG)
     hub.add(REPO, "tiny.gguf", BIG)
