@@ -72,9 +72,7 @@ def partial_path(model: CatalogModel) -> Path:
     """Where the download is written until it is checked. The checksum is in the name, so what
     another version of the file left is never resumed."""
     assert model.file is not None and model.sha256 is not None
-    folder = paths.data_dir() / "downloads"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder / f"{model.file}.{model.sha256[:12]}.part"
+    return paths.data_dir() / "downloads" / f"{model.file}.{model.sha256[:12]}.part"
 
 
 def partial_size(model: CatalogModel) -> int:
@@ -114,6 +112,7 @@ def download(model: CatalogModel, progress: Progress | None = None,
                                 "sha256 differs): move it away to download")
         return Downloaded(model.id, target, model.sha256, model.size_bytes, None, 0, 0)
     partial = partial_path(model)
+    partial.parent.mkdir(exist_ok=True)
     with _only_download(model, partial):
         have = partial_size(model)
         if have > model.size_bytes:  # not a prefix of this file
