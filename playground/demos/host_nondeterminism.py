@@ -42,8 +42,9 @@ if TYPE_CHECKING:
 
 SAFEGUARDS = (
     "Flash attention is on in every context the app makes. Its CPU kernel computes each "
-    "token's attention the same way whatever else shares the decode, so a sample's numbers do "
-    "not depend on how many others run beside it (the second comparison above).",
+    "token's attention the same way whatever else shares the decode: with it, a sample of the "
+    "embedded model gets the same numbers, to the last bit, whatever runs beside it (the "
+    "second comparison above).",
     "All samples of a run share one KV cache: the prompt is read once, on one sequence, and its "
     "cells are copied to the others, so every sample starts from the very same numbers.",
     "Every sample has its own seed (sample i draws with seed + i) and its own random "
