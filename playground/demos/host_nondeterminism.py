@@ -15,6 +15,7 @@ where alone it decodes one.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -66,28 +67,32 @@ SAFEGUARDS = (
 
 @dataclass(frozen=True)
 class Parting:
-    """The first position where the two runs drew different tokens."""
+    """The first position where the two runs drew different tokens (or one of them ended)."""
 
     position: int
-    alone: TokenRecord
-    """What the request drew alone."""
-    batched: TokenRecord
-    """What it drew inside the batch."""
+    alone: TokenRecord | None
+    """What the request drew alone; None where it ended instead (end of generation)."""
+    batched: TokenRecord | None
+    """What it drew inside the batch; None where it ended instead."""
 
     @property
     def alone_token_in_batch(self) -> float | None:
         """The logprob the batched run gave the token drawn alone (None: not among its
-        recorded alternatives)."""
-        return logprob_of(self.batched, self.alone.id)
+        recorded alternatives, or one of the two ended there)."""
+        return logprob_of(self.batched, self.alone)
 
     @property
     def batched_token_alone(self) -> float | None:
         """The logprob the lone run gave the token drawn in the batch."""
-        return logprob_of(self.alone, self.batched.id)
+        return logprob_of(self.alone, self.batched)
 
 
-def logprob_of(record: TokenRecord, token: int) -> float | None:
-    """`token`'s raw logprob at `record`'s position, from the record or its alternatives."""
+def logprob_of(record: TokenRecord | None, drawn: TokenRecord | None) -> float | None:
+    """The raw logprob of the token `drawn` at `record`'s position, from the record or its
+    alternatives; None where it is not there, or where either is an end (None)."""
+    if record is None or drawn is None:
+        return None
+    token = drawn.id
     if record.id == token:
         return record.logprob
     return next((a.logprob for a in record.top if a.id == token), None)
@@ -113,20 +118,23 @@ class Comparison:
 
     @property
     def parting(self) -> Parting | None:
-        """Where the two part; None when one is a prefix of the other (usually: identical)."""
-        pairs = zip(self.ours_alone.tokens, self.ours_batched.tokens, strict=False)
+        """Where the two part; None when they draw the same tokens to the end."""
+        pairs = itertools.zip_longest(self.ours_alone.tokens, self.ours_batched.tokens)
         for position, (alone, batched) in enumerate(pairs):
-            if alone.id != batched.id:
+            if alone is None or batched is None or alone.id != batched.id:
                 return Parting(position, alone, batched)
         return None
 
     @property
     def differences(self) -> list[float]:
         """Batched minus alone logprob of the same token, at every position before they part."""
-        shared = zip(self.ours_alone.tokens, self.ours_batched.tokens, strict=False)
-        parting = self.parting
-        end = parting.position if parting else None
-        return [b.logprob - a.logprob for a, b in list(shared)[:end]]
+        differences = []
+        for alone, batched in zip(self.ours_alone.tokens, self.ours_batched.tokens,
+                                  strict=False):
+            if alone.id != batched.id:
+                break
+            differences.append(batched.logprob - alone.logprob)
+        return differences
 
     @property
     def largest_difference(self) -> float:
@@ -147,18 +155,24 @@ class Comparison:
             "differences": self.differences,
             "parting": None if parting is None else {
                 "position": parting.position,
-                "alone": _token_json(parting.alone, parting.alone.logprob,
+                "alone": _token_json(parting.alone, logprob_of(parting.alone, parting.alone),
                                      parting.alone_token_in_batch),
                 "batched": _token_json(parting.batched, parting.batched_token_alone,
-                                       parting.batched.logprob),
+                                       logprob_of(parting.batched, parting.batched)),
             },
             "alone": samples_json(self.alone)[0],
             "batched": samples_json(self.batched),
         }
 
 
-def _token_json(record: TokenRecord, alone: float | None, batched: float | None) -> dict:
-    return {"text": record.text or record.bytes.decode("utf-8", "replace"),
+def token_text(record: TokenRecord | None) -> str | None:
+    """A drawn token as shown: its text, or its bytes where it is part of a character; None for
+    an end."""
+    return None if record is None else record.text or record.bytes.decode("utf-8", "replace")
+
+
+def _token_json(record: TokenRecord | None, alone: float | None, batched: float | None) -> dict:
+    return {"text": token_text(record),
             "logprob": {"alone": None if alone is None else json_float(alone),
                         "batched": None if batched is None else json_float(batched)}}
 
@@ -242,13 +256,15 @@ def parting_line(comparison: dict[str, Any], batch: int) -> str:
         return f"alone and in a batch of {batch}: {before}."
     alone, batched = parting["alone"], parting["batched"]
     return (f"alone and in a batch of {batch}: {before}, then they part at token "
-            f"{parting['position'] + 1}: alone {alone['text']!r} "
-            f"({_percent(alone['logprob']['alone'])}), in the batch {batched['text']!r} "
-            f"({_percent(batched['logprob']['batched'])}).")
+            f"{parting['position'] + 1}: alone {_drawn(alone, 'alone')}, in the batch "
+            f"{_drawn(batched, 'batched')}.")
 
 
-def _percent(logprob: float | None) -> str:
-    return "?" if logprob is None else f"{math.exp(logprob):.1%}"
+def _drawn(fork: dict[str, Any], run: str) -> str:
+    if fork["text"] is None:
+        return "the answer ended"
+    logprob = fork["logprob"][run]
+    return f"{fork['text']!r} ({math.exp(logprob):.1%})"
 
 
 def summary(d: dict[str, Any]) -> Iterator[str]:

@@ -26,11 +26,13 @@ from playground.demos.host_nondeterminism import (
     SAFEGUARDS,
     Comparison,
     HostResult,
+    logprob_of,
     run_host_nondeterminism,
+    token_text,
 )
 from playground.demos.scenario import Cancel, Progress, Scenario
 from playground.errors import InvalidRequestError
-from playground.records import Sample
+from playground.records import Sample, TokenRecord
 from playground.ui.colors import DIFFERS
 from playground.ui.demo_view import DemoView, LinesTall, caption, fitted_table, note, section
 from playground.ui.engine_thread import Job
@@ -40,6 +42,7 @@ if TYPE_CHECKING:
     from playground.engine import LocalEngine
 
 NOT_RUN = "Not run yet."
+ENDED = "(the answer ended)"
 FORK_COLUMNS = ("Token", "Drawn by", "Probability alone", "Probability in the batch")
 
 
@@ -54,8 +57,11 @@ def answer_html(sample: Sample, parting: int | None) -> str:
     return html.escape(shared) + tinted + ellipsis
 
 
-def percent(logprob: float | None) -> str:
-    """A logprob as a probability; "not among the top" where the run did not record it."""
+def percent(logprob: float | None, record: TokenRecord | None) -> str:
+    """A fork token's logprob as a probability, or why there is none: the answer ended there
+    (`record` None), or the run did not record the token among its alternatives."""
+    if record is None:
+        return "—"
     return "not among the top" if logprob is None else f"{math.exp(logprob):.1%}"
 
 
@@ -117,14 +123,16 @@ class ComparisonPanel(QWidget):
         self.note.setText(
             f"Before token {parting.position + 1}, {before}. The random draw was the same in "
             "both runs; with the probabilities shifted, it fell on another token.")
-        rows = ((parting.alone, "alone", parting.alone.logprob, parting.alone_token_in_batch),
+        rows = ((parting.alone, "alone", logprob_of(parting.alone, parting.alone),
+                 parting.alone_token_in_batch),
                 (parting.batched, "the batch", parting.batched_token_alone,
-                 parting.batched.logprob))
+                 logprob_of(parting.batched, parting.batched)))
         self.fork.setRowCount(len(rows))
         for row, (record, drawn_by, alone, batched) in enumerate(rows):
-            shown = record.text or record.bytes.decode("utf-8", "replace")
-            for column, text in enumerate((repr(shown), drawn_by, percent(alone),
-                                           percent(batched))):
+            shown = token_text(record)
+            cells = (ENDED if shown is None else repr(shown), drawn_by,
+                     percent(alone, record), percent(batched, record))
+            for column, text in enumerate(cells):
                 self.fork.setItem(row, column, QTableWidgetItem(text))
         self.fork.show()
 

@@ -10,10 +10,15 @@ import llama_cpp
 import numpy as np
 import pytest
 
-from playground.demos.host_nondeterminism import HostResult, run_host_nondeterminism
+from playground.demos.host_nondeterminism import (
+    Comparison,
+    HostResult,
+    parting_line,
+    run_host_nondeterminism,
+)
 from playground.demos.scenario import find_scenario
 from playground.errors import Cancelled
-from playground.records import Run
+from playground.records import Alternative, Run, Sample, TokenRecord
 
 SCENARIO = find_scenario("host-nondeterminism")
 OTHERS = 4
@@ -150,3 +155,37 @@ def test_an_ordinary_run_after_the_demonstration_has_flash_attention_again(tiny_
     assert not tiny_engine._ctx.flash_attention
     tiny_engine.run("once upon", params, chat=False)
     assert tiny_engine._ctx.flash_attention
+
+
+def _run(info, ids_logprobs: list[tuple[int, float]], reason: str,
+         top: dict[int, tuple[Alternative, ...]] | None = None) -> Run:
+    tokens = [TokenRecord(0, i, t, f"t{t}".encode(), f"t{t}", lp, lp, 1, 0.0,
+                          (top or {}).get(i, ()))
+              for i, (t, lp) in enumerate(ids_logprobs)]
+    sample = Sample(0, seed=1, tokens=tokens, text="".join(r.text for r in tokens),
+                    finish_reason=reason)
+    return Run(info, SCENARIO.params("small")[0], "p", [1], False, None, [sample])
+
+
+def test_parting_rules_on_constructed_runs(tiny_engine) -> None:
+    info = tiny_engine.info
+    alone = _run(info, [(5, -0.5), (6, -1.0), (7, -2.0)], "length")
+    batched = _run(info, [(5, -0.25), (6, -1.0), (8, -1.5)], "length",
+                   top={2: (Alternative(7, "t7", -2.5),)})
+    comparison = Comparison(False, alone, batched)
+    parting = comparison.parting
+    assert parting.position == 2 and (parting.alone.id, parting.batched.id) == (7, 8)
+    assert comparison.differences == [0.25, 0.0] and comparison.largest_difference == 0.25
+    fork = comparison.to_json()["parting"]
+    assert fork["alone"] == {"text": "t7", "logprob": {"alone": -2.0, "batched": -2.5}}
+    assert fork["batched"] == {"text": "t8", "logprob": {"alone": None, "batched": -1.5}}
+    assert not comparison.identical
+
+    # The lone answer ends (end of generation) where the batched one goes on.
+    ended = Comparison(False, _run(info, [(5, -0.5)], "stop"), batched)
+    assert (ended.parting.position, ended.parting.alone) == (1, None)
+    line = parting_line(ended.to_json(), 5)
+    assert "part at token 2: alone the answer ended, in the batch 't6' (36.8%)" in line
+
+    same = Comparison(True, alone, _run(info, [(5, -0.5), (6, -1.0), (7, -2.0)], "length"))
+    assert same.identical and same.parting is None and same.differences == [0.0, 0.0, 0.0]
