@@ -34,7 +34,7 @@ from playground.demos.scenario import (
     samples_json,
     start,
 )
-from playground.errors import Cancelled
+from playground.errors import Cancelled, InvalidRequestError
 from playground.records import Run, Sample, TokenRecord, json_float
 from playground.sampling import SamplingParams
 
@@ -213,6 +213,9 @@ def run_host_nondeterminism(
 ) -> HostResult:
     """The prompt with one seed alone and among `others` other requests, flash attention off
     and on."""
+    most = engine.capabilities.max_samples - 1  # the request itself is one more
+    if not 1 <= others <= most:
+        raise InvalidRequestError(f"the other requests must be from 1 to {most}, not {others}")
     params = params.resolved()
     step = counter(progress, 4)
 

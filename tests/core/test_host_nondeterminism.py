@@ -17,7 +17,7 @@ from playground.demos.host_nondeterminism import (
     run_host_nondeterminism,
 )
 from playground.demos.scenario import find_scenario
-from playground.errors import Cancelled
+from playground.errors import Cancelled, InvalidRequestError
 from playground.records import Alternative, Run, Sample, TokenRecord
 
 SCENARIO = find_scenario("host-nondeterminism")
@@ -139,6 +139,12 @@ def test_the_document_says_what_the_view_says(result: HostResult) -> None:
     assert [s["seed"] for s in without["batched"]] == [
         result.params.seed + i for i in range(OTHERS + 1)]
     assert doc["others"] == OTHERS and doc["safeguards"]
+
+
+@pytest.mark.parametrize("others", [0, 32])
+def test_a_batch_the_engine_cannot_hold_is_one_line(tiny_engine, others: int) -> None:
+    with pytest.raises(InvalidRequestError, match=f"from 1 to 31, not {others}$"):
+        run_host_nondeterminism(tiny_engine, "once upon", SCENARIO.params("small")[0], others)
 
 
 def test_a_cancelled_run_raises_cancelled(tiny_engine) -> None:
