@@ -15,15 +15,20 @@ The annotated files are built as each tool writes them, from its documentation:
 from __future__ import annotations
 
 import json
+import math
+import random
 import sqlite3
 from contextlib import closing
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import store_writer as sw
 
+from playground import cli
 from playground import store as store_module
+from playground.agreement import agreement, kendall_tau_b
 from playground.export import export_stored
 from playground.labels import (
     Label,
@@ -31,10 +36,20 @@ from playground.labels import (
     best_of_label,
     import_labels,
     order_label,
+    pair_label,
     preferences_for_runs,
+    ranking_label,
     read_labels,
 )
-from playground.records import Run
+from playground.records import (
+    RewardModelIdentity,
+    Run,
+    RunEnd,
+    RunStats,
+    SampleEnd,
+    TokenRecord,
+)
+from playground.scoring import kendall_tau
 from playground.store import Store
 
 
@@ -279,3 +294,104 @@ def test_schema_2_history_migrates_without_loss(tmp_path: Path,
     with Store(path) as reopened:
         (label,) = reopened.labels([run_id])
         assert isinstance(label, Label) and label.ranks == (2, 1, 2)
+
+
+# ---------------------------------------------------------------- agreement
+
+
+def constructed_run() -> Run:
+    """Four samples whose scores are set by hand (see the table in the test below)."""
+    texts = ["The answer is 42.", "42", "The answer is 41.", "It is 42, I think."]
+    logprobs = [[-0.1, -0.2, -0.3], [-1.0], [-0.5, -0.5, -0.5, -0.5], [-0.05, -2.0]]
+    run = sw.start_run(4, prompt="What is 6 x 7?")
+    for sample, text, lps in zip(run.samples, texts, logprobs, strict=True):
+        for k, lp in enumerate(lps):
+            run.add(TokenRecord(sample=sample.index, position=k, id=k, bytes=b"t",
+                                text=text if k == 0 else "", logprob=lp, sampling_logprob=lp,
+                                rank=1, entropy=0.0, top=()))
+        run.add(SampleEnd(sample.index, "stop", text, len(lps)))
+        sample.scores["reward"] = [0.9, 0.1, 0.5, 0.4][sample.index]
+    run.reward_models["reward"] = RewardModelIdentity("score-head", "/m/rm.gguf", "ab" * 32,
+                                                      "Tiny RM")
+    run.add(RunEnd(RunStats(5, 10, 1.0)))
+    return run
+
+
+def test_agreement_equals_a_hand_computation(store: Store, tmp_path: Path) -> None:
+    run = constructed_run()
+    run_id = store.save(run)
+    t = [s.text for s in run.samples]
+    now = datetime.now(UTC)
+    store.add_labels([
+        pair_label(run.prompt, t[3], t[1], "a", now, "jsonl", run_id=run_id, samples=(3, 1)),
+        ranking_label(run.prompt, [t[1], t[0], t[3], t[2]], "b", now, "argilla", run_id=run_id,
+                      samples=(1, 0, 3, 2)),
+        best_of_label(run.prompt, t, 0, "c", run_id),
+        pair_label(run.prompt, "not", "linked", "d", now, "jsonl"),  # no run: not measured
+    ])
+    result = agreement(store)
+    assert [r.run_id for r in result.runs] == [run_id] and result.runs[0].labels == 3
+    figures = {m.title: result.overall[m.key] for m in result.methods}
+    # By hand. Scores of samples 0..3 -- mean: -0.2, -1.0, -0.5, -1.025; sum: -0.6, -1.0, -2.0,
+    # -2.05; normalised (sum / ((5 + n) / 6) ** 0.6): -0.505, -1.0, -1.568, -1.869; vote
+    # (answer 42 by samples 0, 1, 3): 0.75, 0.75, 0.25, 0.75; reward: 0.9, 0.1, 0.5, 0.4.
+    # The 10 human pairs (better, worse): (3,1); (1,0) (1,3) (1,2) (0,3) (0,2) (3,2); (0,1)
+    # (0,2) (0,3). Agreeing -- mean: 0 + 0,1,0,1,1,0 + 1,1,1 = 6; sum and normalised: 0 +
+    # 0,1,1,1,1,0 + 3 = 7; vote (a tie is 1/2): .5 + .5,.5,1,.5,1,1 + .5,1,.5 = 7; reward:
+    # 1 + 0,0,0,1,1,0 + 3 = 6.
+    assert {title: (f.pairs, f.agreed) for title, f in figures.items()} == {
+        "mean logprob": (10, 6.0), "sum logprob": (10, 7.0), "normalised logprob": (10, 7.0),
+        "majority vote": (10, 7.0), "Tiny RM (score-head)": (10, 6.0)}
+    assert figures["mean logprob"].pair_accuracy == pytest.approx(0.6)
+    # Kendall tau-b of the ranking (1 > 0 > 3 > 2) and of the prefer (0 > the rest, tied):
+    # mean: 3 concordant, 3 discordant -> 0; prefer: 3 / sqrt((6 - 3) * 6) = 0.7071.
+    # vote: 3 / sqrt(6 * (6 - 3)) = 0.7071; prefer: 1 / sqrt((6 - 3) * (6 - 3)) = 1/3.
+    assert figures["mean logprob"].taus == pytest.approx([0.0, 3 / math.sqrt(18)])
+    assert figures["majority vote"].taus == pytest.approx([3 / math.sqrt(18), 1 / 3])
+    assert figures["majority vote"].kendall_tau == pytest.approx((3 / math.sqrt(18) + 1 / 3) / 2)
+    document = result.to_json()
+    json.dumps(document, allow_nan=False)
+    assert document["runs"][0]["methods"]["mean-logprob"]["pair_accuracy"] == pytest.approx(0.6)
+    reward = next(m for m in document["methods"] if m["reward_model"])
+    assert reward["reward_model"]["name"] == "Tiny RM"
+
+
+def test_kendall_tau_b_of_strict_orders_matches_the_pair_count() -> None:
+    rng = random.Random(5)
+    for _ in range(50):
+        n = rng.randint(2, 9)
+        human, model = rng.sample(range(n), n), rng.sample(range(n), n)
+        # kendall_tau counts discordant pairs of two orders, best first.
+        expected = kendall_tau(sorted(range(n), key=lambda i: -human[i]),
+                               sorted(range(n), key=lambda i: -model[i]))
+        assert kendall_tau_b(human, model) == pytest.approx(expected)
+    assert kendall_tau_b([1, 1, 1], [3, 2, 1]) is None
+
+
+def test_cli_imports_labels_and_prints_agreement(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "history.sqlite"
+    with Store(db) as s:
+        run = constructed_run()
+        run_id = s.save(run)
+        other = s.save(distinct_run(2, 9))
+    t = [sample.text for sample in run.samples]
+    path = tmp_path / "prefs.jsonl"
+    path.write_text(json.dumps({"prompt": run.prompt, "chosen": t[3], "rejected": t[1]}) + "\n",
+                    encoding="utf-8")
+    assert cli.main(["labels", "import", str(path), "--db", str(db), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"read": 1, "added": 1, "linked": 1,
+                                                   "run_ids": [run_id]}
+    assert cli.main(["agreement", "--runs", f"{run_id},{other}", "--db", str(db), "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert [r["run_id"] for r in document["runs"]] == [run_id, other]
+    # The one pair (3 over 1): mean logprob disagrees (-1.025 < -1.0), the reward agrees.
+    mean = document["overall"]["mean-logprob"]
+    assert (mean["pairs"], mean["pair_accuracy"], mean["kendall_tau"]) == (1, 0.0, None)
+    assert document["overall"]["reward-model-1"]["pair_accuracy"] == 1.0
+    assert cli.main(["agreement", "--db", str(db)]) == 0
+    assert "mean logprob" in capsys.readouterr().out
+    assert cli.main(["labels", "import", str(tmp_path / "missing.json"), "--db", str(db)]) == 1
+    assert capsys.readouterr().err.startswith("playground: cannot read")
+    assert cli.main(["agreement", "--runs", "999", "--db", str(db)]) == 1
+    assert "no run #999" in capsys.readouterr().err
