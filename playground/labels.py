@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -383,21 +383,29 @@ def _sample_of_field(name: str) -> int | None:
 # Labels and the store
 
 
-def link(store: Store, label: Label) -> Label:
+def link(store: Store, label: Label, seen: dict[Any, Any] | None = None) -> Label:
     """The label linked to the run whose samples its replies are: the run the file names when
     its prompt and texts match, else the newest run with that prompt that has every reply among
-    its samples; unchanged (run_id None) when there is none."""
+    its samples; unchanged (run_id None) when there is none. `seen` caches what the store said,
+    for the labels of one file (many labels judge the runs of one prompt)."""
+    seen = {} if seen is None else seen
     run_hint, sample_hint = label.hint if label.hint is not None else (None, ())
-    candidates = store.runs_with_prompt(label.prompt)
+    candidates = _cached(seen, ("prompt", label.prompt), store.runs_with_prompt, label.prompt)
     if run_hint in candidates:
         candidates = [run_hint, *(c for c in candidates if c != run_hint)]
     for run_id in candidates:
-        texts = store.sample_texts(run_id)
+        texts = _cached(seen, ("texts", run_id), store.sample_texts, run_id)
         hints = sample_hint if run_id == run_hint else ()
         samples = _match(label.responses, texts, hints)
         if samples is not None:
             return replace(label, run_id=run_id, samples=samples, hint=None)
     return replace(label, hint=None)
+
+
+def _cached(seen: dict[Any, Any], key: Any, fetch: Callable[[Any], Any], argument: Any) -> Any:
+    if key not in seen:
+        seen[key] = fetch(argument)
+    return seen[key]
 
 
 def _match(responses: Sequence[str], texts: Sequence[str],
@@ -437,7 +445,8 @@ class ImportResult:
 
 def import_labels(path: Path | str, store: Store) -> ImportResult:
     """Read a label file, link its labels to runs, and store them: all or nothing."""
-    labels = [link(store, label) for label in read_labels(path)]
+    seen: dict[Any, Any] = {}
+    labels = [link(store, label, seen) for label in read_labels(path)]
     added = store.add_labels(labels)
     runs = tuple(dict.fromkeys(label.run_id for label in labels if label.run_id is not None))
     return ImportResult(len(labels), added, sum(label.run_id is not None for label in labels),

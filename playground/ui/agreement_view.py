@@ -86,7 +86,8 @@ class AgreementView(QWidget):
         self.store = store
         self.result: Agreement | None = None
         self.task: Task | None = None
-        self._stale = True
+        self._again = False
+        """Labels changed while a measure ran: measure again when it ends."""
 
         import_button = QPushButton("Import labels…")
         import_button.setToolTip("A Label Studio or Argilla export of this app's tasks, or a "
@@ -134,20 +135,20 @@ class AgreementView(QWidget):
     # -- computing -------------------------------------------------------------------------
 
     def mark_stale(self) -> None:
-        """Labels changed: compute again when next shown."""
-        self._stale = True
+        """Labels changed: measure again now if the tab is shown (else when it is)."""
         if self.isVisible():
             self.refresh()
 
     def showEvent(self, event: QShowEvent) -> None:
+        # Runs are labelled and deleted elsewhere: every showing measures what is there now.
         super().showEvent(event)
-        if self._stale:
-            self.refresh()
+        self.refresh()
 
     def refresh(self) -> Task | None:
         if self.task is not None and not self.task.ended:
+            self._again = True
             return None
-        self._stale = False
+        self._again = False
         store = self.store
 
         def work(progress: Callable[[int, int], None], cancel: Callable[[], bool]) -> Agreement:
@@ -157,7 +158,12 @@ class AgreementView(QWidget):
         self.task = Task(work, "agreement")
         self.task.finished.connect(self.show_result)
         self.task.errored.connect(self._failed)
+        self.task.finished.connect(self._measure_again)
         return self.task.start()
+
+    def _measure_again(self) -> None:
+        if self._again:
+            self.refresh()
 
     @Slot(str)
     def _failed(self, message: str) -> None:
