@@ -45,10 +45,6 @@ from .files import require_regular
 if TYPE_CHECKING:  # labels need nothing from the store but its methods
     from .store import Store
 
-SOURCES = ("label-studio", "argilla", "jsonl", "app")
-"""Where a label came from."""
-
-
 class LabelFileError(InvalidRequestError):
     """A label file that cannot be read, or holds something that is not a label of its format."""
 
@@ -79,7 +75,7 @@ class Label:
     created_at: datetime
     """When the annotator judged (UTC), or when it was imported if the file does not say."""
     source: str
-    """One of SOURCES."""
+    """Where it came from: "label-studio", "argilla", "jsonl" or "app"."""
     run_id: int | None = None
     """The run whose samples these replies are, once linked (see `link`)."""
     samples: tuple[int, ...] | None = None
@@ -152,14 +148,16 @@ def read_labels(path: Path | str) -> list[Label]:
 
 
 def read_preferences_jsonl(path: Path) -> list[Preference]:
-    """A JSONL file of {"prompt", "chosen", "rejected"} objects (other keys are ignored)."""
+    """A JSONL file of {"prompt", "chosen", "rejected"} objects, one preference per line
+    (other keys are ignored, but for "annotator" and "created_at")."""
     return [p for label in _read_jsonl(_read_text(path), path.name) for p in label.preferences()]
 
 
 def _read_text(path: Path) -> str:
     require_regular(path, "a label file")
     try:
-        return path.read_text(encoding="utf-8")
+        # A byte-order mark (some Windows tools write one) is not part of the JSON.
+        return path.read_text(encoding="utf-8").removeprefix("\ufeff")
     except OSError as error:
         raise LabelFileError(f"cannot read {path}: {error.strerror or error}") from None
     except UnicodeDecodeError:
@@ -186,6 +184,9 @@ def _read_jsonl(text: str, name: str) -> list[Label]:
         except (ValueError, KeyError, TypeError, RecursionError) as error:
             raise LabelFileError(f"{where}: not a {{prompt, chosen, rejected}} object "
                                  f"({_why(error)})") from None
+        if chosen == rejected:
+            raise LabelFileError(f"{where}: chosen and rejected are the same reply, so the "
+                                 "line prefers nothing")
         annotator = str(row.get("annotator") or "")
         created = row.get("created_at")
         # The same line imported again is the same judgement.

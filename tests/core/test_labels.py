@@ -40,6 +40,7 @@ from playground.labels import (
     preferences_for_runs,
     ranking_label,
     read_labels,
+    read_preferences_jsonl,
 )
 from playground.records import (
     RewardModelIdentity,
@@ -249,6 +250,10 @@ def test_app_labels_replace_the_annotators_last_one(store: Store) -> None:
     ('{"prompt": "p", "chosen": "a"}\n', "line 1: not a {prompt, chosen, rejected} object "
      "(rejected is missing)"),
     ('{"prompt": "p", "chosen": "a", "rejected": 3}\n', "rejected is not text"),
+    ('{"prompt": "p", "chosen": "a", "rejected": "b"}\n{"prompt": "p", "chosen": "a", '
+     '"rejected": "a"}\n', "line 2: chosen and rejected are the same reply"),
+    ('{"prompt": "p", "chosen": "a", "rejected": "b", "created_at": "yesterday"}',
+     "line 1: 'yesterday' is not an ISO 8601 time"),
 ])
 def test_bad_label_files_get_one_line(tmp_path: Path, document: str, message: str) -> None:
     path = tmp_path / "labels.json"
@@ -256,6 +261,12 @@ def test_bad_label_files_get_one_line(tmp_path: Path, document: str, message: st
     with pytest.raises(LabelFileError) as caught:
         read_labels(path)
     assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_byte_order_mark_is_not_part_of_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "prefs.jsonl"
+    path.write_text('\ufeff{"prompt": "p", "chosen": "a", "rejected": "b"}\n', encoding="utf-8")
+    assert [(p.chosen, p.rejected) for p in read_preferences_jsonl(path)] == [("a", "b")]
 
 
 def test_a_failed_import_stores_nothing(store: Store, tmp_path: Path) -> None:
