@@ -145,6 +145,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_import)
 
+    p = sub.add_parser("labels", help="human labels: import them into the history")
+    labels = p.add_subparsers(dest="labels_command", metavar="ACTION", required=True,
+                              parser_class=_Parser)
+    q = labels.add_parser("import", help="import a Label Studio or Argilla export, or a JSONL "
+                                         "of {prompt, chosen, rejected}")
+    q.add_argument("file", type=Path)
+    q.add_argument("--db", type=Path, help="history database (default: in the data dir)")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(handler=cmd_labels_import)
+
+    p = sub.add_parser("agreement",
+                       help="how often each ranking agrees with the human labels of runs")
+    p.add_argument("--runs", type=_run_ids, nargs="+", metavar="IDS",
+                   help="run ids, e.g. 3,4 or 3 4 (default: every labelled run)")
+    p.add_argument("--db", type=Path, help="history database (default: in the data dir)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_agreement)
+
     p = sub.add_parser("demo", help="run a demonstration from its ready scenario")
     p.add_argument("scenario", nargs="?", metavar="SCENARIO",
                    help="a scenario or demonstration name (see --list)")
@@ -509,6 +527,53 @@ def cmd_import(args: argparse.Namespace) -> int:
         _print_json({"run_ids": ids})
     else:
         print(f"imported {len(ids)} runs: {', '.join(map(str, ids))}")
+    return 0
+
+
+def _run_ids(text: str) -> list[int]:
+    try:
+        ids = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a run id or a comma-separated list of them: "
+                                         f"{text!r}") from None
+    if not ids:
+        raise argparse.ArgumentTypeError("no run id given")
+    return ids
+
+
+def cmd_labels_import(args: argparse.Namespace) -> int:
+    from playground.labels import import_labels
+
+    result = import_labels(args.file, _store(args))
+    if args.json:
+        _print_json(result.to_json())
+        return 0
+    runs = ", ".join(map(str, result.run_ids)) or "none"
+    print(f"read {result.read} labels ({result.added} new); {result.linked} matched samples "
+          f"of runs: {runs}")
+    return 0
+
+
+def cmd_agreement(args: argparse.Namespace) -> int:
+    from playground.agreement import agreement
+
+    runs = [run_id for part in args.runs for run_id in part] if args.runs else None
+    result = agreement(_store(args), runs)
+    if args.json:
+        _print_json(result.to_json())
+        return 0
+    if not result.runs:
+        print("no labelled runs yet: label a best-of-N run in the app, or `playground labels "
+              "import FILE`")
+        return 0
+    print(f"{len(result.runs)} labelled runs, "
+          f"{sum(r.labels for r in result.runs)} labels")
+    for method in result.methods:
+        tally = result.overall[method.key]
+        accuracy = "—" if tally.pair_accuracy is None else f"{tally.pair_accuracy:.0%}"
+        tau = "—" if tally.kendall_tau is None else f"{tally.kendall_tau:+.2f}"
+        print(f"{method.title:<32} pairs {tally.pairs:>5}  agree {accuracy:>4}  "
+              f"Kendall tau {tau} over {len(tally.taus)} rankings")
     return 0
 
 
