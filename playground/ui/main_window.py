@@ -8,6 +8,8 @@ other, and its failure resets only the panel that started it.
 
 from __future__ import annotations
 
+import getpass
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -29,9 +31,11 @@ from PySide6.QtWidgets import (
 from playground import credentials, paths
 from playground.catalog import discover
 from playground.errors import PlaygroundError
+from playground.labels import Label, best_of_label, order_label
 from playground.records import Run, RunStats
 from playground.store import RunRequest, open_store
 from playground.ui import tasks
+from playground.ui.agreement_view import AgreementView
 from playground.ui.best_of_n_view import BestOfNView
 from playground.ui.demos_tab import DemosTab
 from playground.ui.engine_thread import (
@@ -42,7 +46,7 @@ from playground.ui.engine_thread import (
     StartedRun,
 )
 from playground.ui.history_panel import HistoryPanel
-from playground.ui.model_panel import EMBEDDED, ModelPanel
+from playground.ui.model_panel import EMBEDDED, ModelPanel, is_server
 from playground.ui.prompt_panel import PromptPanel
 from playground.ui.ranking_strip import RankingStrip
 from playground.ui.reward_panel import RewardPanel
@@ -87,6 +91,7 @@ class MainWindow(QMainWindow):
         self.run_id: int | None = None
         """The shown run's id in the history (None when it is not saved)."""
         self.history_panel = HistoryPanel(self.store)
+        self.agreement_view = AgreementView(self.store)
         self.reward_panel = RewardPanel()
         self.ranking_strip = RankingStrip()
         self.demos_tab = DemosTab(self.engine)
@@ -113,6 +118,10 @@ class MainWindow(QMainWindow):
         self.single_view.text.alternative_clicked.connect(
             lambda position, token: self.branch(0, position, token))
         self.best_of_n_view.alternative_clicked.connect(self.branch)
+        self.best_of_n_view.sample_preferred.connect(self.prefer_sample)
+        self.best_of_n_view.ranked.connect(self.rank_samples)
+        self.agreement_view.errored.connect(self.banner.show_message)
+        self.agreement_view.reported.connect(lambda m: self.statusBar().showMessage(m, 8000))
 
         self.redraw_timer = QTimer(self)
         self.redraw_timer.setInterval(REDRAW_INTERVAL_MS)
@@ -151,6 +160,7 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(generate_tab, "Generate")
         self.tabs.addTab(self.demos_tab, "Demos")
         self.tabs.addTab(self.history_panel, "History")
+        self.tabs.addTab(self.agreement_view, "Agreement")
         self.generate_tab = generate_tab
         right.addWidget(self.tabs, 1)
         self.tabs.currentChanged.connect(self._show_sidebar)
@@ -379,6 +389,67 @@ class MainWindow(QMainWindow):
             text += f" + reward model {human_size(self._reward_bytes)}"
         self.memory_label.setText(text)
 
+    # -- labels ----------------------------------------------------------------------------
+
+    def prefer_sample(self, index: int) -> None:
+        """Label the sample the best of the shown run, under the annotator's name."""
+        run = self.run
+        if self._save_label(lambda name, run_id: best_of_label(
+                run.prompt, [s.text for s in run.samples], index, name, run_id)):
+            self.statusBar().showMessage(f"Labelled: sample #{index} preferred.", 5000)
+        self.best_of_n_view.show_preferred(self._preferred_sample())
+
+    def rank_samples(self, order: list[int]) -> None:
+        """Label the shown run with the user's own ranking, best first."""
+        run = self.run
+        if self._save_label(lambda name, run_id: order_label(
+                run.prompt, [s.text for s in run.samples], order, name, run_id)):
+            self.best_of_n_view.stop_ranking()
+            self.best_of_n_view.show_preferred(None)
+            places = " > ".join(f"#{i}" for i in order)
+            self.statusBar().showMessage(f"Labelled: ranking {places}.", 8000)
+
+    def annotator(self) -> str:
+        return self.best_of_n_view.annotator.text().strip()
+
+    def _save_label(self, make: Callable[[str, int], Label]) -> bool:
+        if self.run is None or not self.run.finished:
+            self._show_error("Label a run once its samples are finished.")
+            return False
+        if self.run_id is None:
+            self._show_error("This run is not in the history, so it cannot be labelled.")
+            return False
+        name = self.annotator()
+        if not name:
+            self._show_error("Type your name beside “labels by”: every label says who gave it.")
+            return False
+        try:
+            self.store.add_labels([make(name, self.run_id)])
+        except PlaygroundError as error:
+            self._show_error(f"Could not save the label: {error}")
+            return False
+        self.agreement_view.mark_stale()
+        return True
+
+    def _preferred_sample(self) -> int | None:
+        """The sample the annotator's own "prefer" label of the shown run chose, if any."""
+        if self.run_id is None or not self.annotator():
+            return None
+        try:
+            labels = self.store.labels([self.run_id])
+        except PlaygroundError:
+            return None
+        mine = [label for label in labels
+                if label.source == "app" and label.annotator == self.annotator()]
+        if not mine or mine[-1].samples is None:
+            return None
+        ranks = mine[-1].ranks
+        best = [i for i, rank in enumerate(ranks) if rank == 1]
+        # A "prefer" ranks one sample first and ties all the others.
+        if len(best) == 1 and len(set(ranks)) == 2:
+            return mine[-1].samples[best[0]]
+        return None
+
     # -- demonstrations --------------------------------------------------------------------
 
     def branch(self, sample: int, position: int, token: int) -> None:
@@ -420,6 +491,8 @@ class MainWindow(QMainWindow):
         self._show_run(run, run_id)
         self._dirty = True
         self._redraw()
+        if len(run.samples) > 1:
+            self.best_of_n_view.show_preferred(self._preferred_sample())
         self.tabs.setCurrentWidget(self.generate_tab)
         self.statusBar().showMessage(f"Opened run {run_id}.", 5000)
 
@@ -467,6 +540,7 @@ class MainWindow(QMainWindow):
         self.sampling_panel.seed_lock.setChecked(prefs.seed_locked)
         self.sampling_panel.n.setValue(prefs.n)
         self.prompt_panel.set_values(prefs.prompt, prefs.chat, prefs.system)
+        self.best_of_n_view.annotator.setText(prefs.annotator or _login_name())
         geometry = self.settings.window_state("geometry")
         if geometry is None or not self.restoreGeometry(geometry):
             self.resize(1400, 860)
@@ -485,6 +559,7 @@ class MainWindow(QMainWindow):
         prefs.prompt = self.prompt_panel.prompt()
         prefs.chat = self.prompt_panel.chat()
         prefs.system = self.prompt_panel.system.text()
+        prefs.annotator = self.annotator()
         self.settings.save_preferences(prefs)
         self.settings.save_window_state("geometry", self.saveGeometry())
         self.settings.save_window_state("splitter", self.splitter.saveState())
@@ -492,7 +567,11 @@ class MainWindow(QMainWindow):
     def start(self) -> None:
         """Load the last model (or the embedded one, or connect to the last server) once the
         window is up."""
-        self.model_panel.request_load()
+        chosen = self.model_panel.chosen()
+        if is_server(chosen):
+            self.connect_server(chosen, None, False)
+        else:
+            self.load_model(self.model_panel.chosen_path(), self.model_panel.gpu_layers.value())
 
     def showEvent(self, event: QShowEvent) -> None:
         if not self._fitted:
@@ -525,6 +604,13 @@ class MainWindow(QMainWindow):
         tasks.shut_down_background()
         self.engine.shut_down()
         self.store.close()
+
+
+def _login_name() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for this user id (a container, say)
+        return ""
 
 
 def _cancel(task: Task | None) -> None:

@@ -19,14 +19,18 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from playground.catalog import FoundModel
+from playground.catalog import CatalogModel, FoundModel, catalog_models
+from playground.download import Downloaded, is_downloaded, partial_size, target_path
 from playground.ui.engine_thread import LoadedModel
+from playground.ui.model_download import ModelDownload
 from playground.ui.server_dialog import ServerDialog
 from playground.units import human_count, human_size
 
 EMBEDDED = ""  # the chooser's data for the embedded default model
+CATALOG = "catalog:"  # the chooser's data for a catalog model to download: CATALOG + its id
 CHOOSER_TIP = ("The embedded SmolLM2, recent models and servers, and the GGUF files found in "
-               "the models folders. Drop a .gguf on the window to add one.")
+               "the models folders, then the catalog's models to download from Hugging Face. "
+               "Drop a .gguf on the window to add one.")
 
 
 def is_server(choice: str) -> bool:
@@ -61,12 +65,17 @@ class ModelPanel(QGroupBox):
         self.backend.setWordWrap(True)
 
         self.load_button = QPushButton("Load")
-        self.load_button.clicked.connect(self.request_load)
+        self.load_button.clicked.connect(self._request_load)
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
         self.progress.setTextVisible(False)
         self.progress.setFixedHeight(6)
         self.progress.hide()
+        self.download = ModelDownload()
+        self.download.downloaded.connect(self._downloaded)
+        self.download.ended.connect(self._download_ended)
+        self.chooser.currentIndexChanged.connect(self._show_action)
+        self._catalog: dict[str, CatalogModel] = {}
 
         self.card = QLabel("No model loaded.")
         self.card.setObjectName("infoCard")
@@ -88,6 +97,7 @@ class ModelPanel(QGroupBox):
         layout.addLayout(buttons)
         layout.addWidget(self.server_button)
         layout.addWidget(self.progress)
+        layout.addWidget(self.download)
         layout.addWidget(self.card)
         self._loading = False
 
@@ -109,6 +119,10 @@ class ModelPanel(QGroupBox):
             if model.source != "embedded" and model.info and key not in seen:
                 self.chooser.addItem(f"{model.path.name} ({model.source})", key)
                 seen.add(key)
+        self._catalog = {m.id: m for m in catalog_models() if m.downloadable}
+        for model in self._catalog.values():
+            if not is_downloaded(model):  # else it is listed above, as a file of the user's
+                self.chooser.addItem(_catalog_label(model), CATALOG + model.id)
         skipped = [f"{m.path.name}: {m.problem}" for m in found if m.info is None]
         self.chooser.setToolTip(CHOOSER_TIP + ("\n\nSkipped:\n" + "\n".join(skipped)
                                                if skipped else ""))
@@ -122,12 +136,16 @@ class ModelPanel(QGroupBox):
         self.chooser.setCurrentIndex(index)
 
     def chosen_path(self) -> Path | None:
-        """The chosen file; None for the embedded model (or a server: see `chosen`)."""
+        """The chosen file (where it will be, for a catalog model); None: the embedded model
+        (or a server: see `chosen`)."""
+        model = self.chosen_download()
+        if model is not None:
+            return target_path(model)
         data = self.chooser.currentData()
         return Path(data) if data and not is_server(data) else None
 
     def chosen(self) -> str:
-        """The chooser's entry: a path, a server's URL, or EMBEDDED."""
+        """The chooser's entry: a path, a server's URL, a catalog entry, or EMBEDDED."""
         return self.chooser.currentData() or EMBEDDED
 
     def _open_server(self) -> None:
@@ -138,21 +156,57 @@ class ModelPanel(QGroupBox):
             self.select(url)
             self.connect_requested.emit(url, key, remember)
 
+    def chosen_download(self) -> CatalogModel | None:
+        """The catalog model chosen to download, if that is what is chosen."""
+        data = self.chooser.currentData()
+        if isinstance(data, str) and data.startswith(CATALOG):
+            return self._catalog[data.removeprefix(CATALOG)]
+        return None
+
     def _open_file(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Open a GGUF model", "",
                                               "GGUF models (*.gguf);;All files (*)")
         if path:
             self.select(path)
-            self.request_load()
+            self._request_load()
 
-    def request_load(self) -> None:
-        """Load the chosen model (connect, for a server), or cancel the load under way."""
+    def _request_load(self) -> None:
+        model = self.chosen_download()
         if self._loading:
             self.cancel_requested.emit()
+        elif model is not None:
+            self.download.start(model)
+            self._show_action()
         elif is_server(self.chosen()):
             self.connect_requested.emit(self.chosen(), None, False)
         else:
             self.load_requested.emit(self.chosen_path(), self.gpu_layers.value())
+
+    def _show_action(self) -> None:
+        """The button says what it does to the chosen model; one download runs at a time."""
+        model = self.chosen_download()
+        if self._loading:
+            return
+        busy = self.download.busy
+        self.load_button.setText(
+            "Load" if model is None else
+            "Downloading…" if busy and model == self.download.model else
+            "Resume download" if partial_size(model) else "Download")
+        self.load_button.setEnabled(model is None or not busy)
+
+    def _download_ended(self) -> None:
+        model = self.download.model
+        index = self.chooser.findData(CATALOG + model.id) if model else -1
+        if model is not None and index >= 0:  # cancelled or failed: say what it left
+            self.chooser.setItemText(index, _catalog_label(model))
+        self._show_action()
+
+    def _downloaded(self, result: Downloaded) -> None:
+        """The downloaded model becomes a file of the user's, ready to load."""
+        index = self.chooser.findData(CATALOG + result.model_id)
+        if index >= 0:
+            self.chooser.setItemText(index, f"{result.path.name} (user)")
+            self.chooser.setItemData(index, str(result.path))
 
     # -- state -----------------------------------------------------------------------------
 
@@ -163,6 +217,7 @@ class ModelPanel(QGroupBox):
         self.server_button.setEnabled(not loading)
         self.progress.setVisible(loading)
         self.progress.setValue(0)
+        self._show_action()
 
     def set_progress(self, done: int, total: int) -> None:
         self.progress.setRange(0, max(total, 1))
@@ -219,6 +274,13 @@ class ModelPanel(QGroupBox):
             f"<table cellspacing='0' cellpadding='1'>{body}</table>"
         )
         self.card.setToolTip("\n".join(model.notices) or info.server or "")
+
+
+def _catalog_label(model: CatalogModel) -> str:
+    size = human_size(model.size_bytes or 0)
+    have = partial_size(model)
+    return (f"{model.name} (download {size})" if not have else
+            f"{model.name} (resume: {human_size(have)} of {size})")
 
 
 def _escape(text: str) -> str:
