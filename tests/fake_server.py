@@ -31,8 +31,9 @@ class Behaviour:
     """Serve llama-server's /props, /tokenize and /completion; else only the OpenAI API."""
     drop_after: int | None = None
     """Cut the connection after this many events."""
-    drop_from: int = 0
-    """Only from this generation request on (0 is the first; the seed check makes two)."""
+    faults_from: int = 0
+    """Drop and buffer only from this generation request on (0 is the first; the seed check
+    makes two)."""
     stall: float = 0.0
     """Seconds to wait before answering anything."""
     status: tuple[int, str] | None = None
@@ -182,13 +183,13 @@ class _Handler(BaseHTTPRequestHandler):
             events.insert(1, "data: {not json\n\n")
         if path != "/completion":
             events.append("data: [DONE]\n\n")
-        if b.buffer is not None:
+        if b.buffer is not None and request_number >= b.faults_from:
             time.sleep(b.buffer)
             self._chunk("".join(events))
         else:
             for i, event in enumerate(events):
                 if b.drop_after is not None and i == b.drop_after and \
-                        request_number >= b.drop_from:
+                        request_number >= b.faults_from:
                     self.wfile.flush()
                     self.connection.shutdown(2)  # no last chunk: a dropped connection
                     return

@@ -57,6 +57,13 @@ class StartedRun:
 
 
 @dataclass(frozen=True)
+class Notice:
+    """What a server's run showed that the user should know (a proxy buffering its stream)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
 class Scored:
     """What a scoring returns: one score per response (NaN where cancelled), and the model."""
 
@@ -146,6 +153,7 @@ class EngineThread:
             run = engine.start_run(prompt, params, n, chat=chat, system=system)
             writer, notice = self._record(run)
             stats: RunStats | None = None
+            said = len(getattr(engine, "notices", ()))
             # The writer flushes what it holds even when generation fails half-way.
             with writer or contextlib.nullcontext():
                 yield StartedRun(run, writer.run_id if writer else None, notice)
@@ -155,6 +163,8 @@ class EngineThread:
                     if isinstance(event, RunEnd):
                         stats = event.stats
                     yield event
+            for found in getattr(engine, "notices", ())[said:]:
+                yield Notice(found)
             return stats
 
         return self._task("generate", work)

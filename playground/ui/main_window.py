@@ -41,6 +41,7 @@ from playground.ui.demos_tab import DemosTab
 from playground.ui.engine_thread import (
     EngineThread,
     LoadedModel,
+    Notice,
     RewardOpened,
     Scored,
     StartedRun,
@@ -291,6 +292,8 @@ class MainWindow(QMainWindow):
         for item in items:
             if isinstance(item, StartedRun):
                 self._run_started(item)
+            elif isinstance(item, Notice):
+                self.banner.show_message(item.text)
             elif self.run is not None:
                 self.run.add(item)
         self._dirty = True

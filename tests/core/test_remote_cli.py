@@ -48,7 +48,7 @@ def test_the_key_comes_from_the_environment(capsys: pytest.CaptureFixture,
 
 def test_a_dropped_stream_leaves_the_run_interrupted(tmp_path: Path,
                                                      capsys: pytest.CaptureFixture) -> None:
-    with FakeServer(Behaviour(drop_after=3, drop_from=2)) as fake:
+    with FakeServer(Behaviour(drop_after=3, faults_from=2)) as fake:
         code = main(["sample", "-n", "2", "--server", fake.url, "-p", "hi", "--seed", "0",
                      "--json"])
     err = capsys.readouterr().err

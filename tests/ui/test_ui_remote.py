@@ -64,7 +64,7 @@ def test_a_server_fills_the_views_and_says_what_it_lacks(qtbot, window: MainWind
 
 
 def test_a_dropped_stream_keeps_the_samples_interrupted(qtbot, window: MainWindow) -> None:
-    with FakeServer(Behaviour(drop_after=3, drop_from=2)) as fake:
+    with FakeServer(Behaviour(drop_after=3, faults_from=2)) as fake:
         connect(qtbot, window, fake.url)
         window.prompt_panel.set_values("hi", chat=True, system="")
         window.sampling_panel.set_params(SamplingParams(seed=0, top_logprobs=2))
@@ -78,6 +78,16 @@ def test_a_dropped_stream_keeps_the_samples_interrupted(qtbot, window: MainWindo
     assert [len(s.tokens) for s in window.run.samples] == [3, 3]
     (summary,) = window.store.list_runs()
     assert summary.status == "interrupted"
+
+
+def test_a_buffering_proxy_is_said_in_the_banner(qtbot, window: MainWindow) -> None:
+    with FakeServer(Behaviour(buffer=0.8, faults_from=2)) as fake:
+        connect(qtbot, window, fake.url)
+        assert not window.banner.isVisible()
+        generate(qtbot, window, 2, SamplingParams(seed=0, top_logprobs=2))
+    assert [s.text for s in window.run.samples] == ["Hello, world!", ", world!"]
+    qtbot.waitUntil(window.banner.isVisible, timeout=TIMEOUT)
+    assert "buffers server-sent events" in window.banner.label.text()
 
 
 def test_a_server_that_is_down_is_a_banner(qtbot, window: MainWindow) -> None:
