@@ -73,7 +73,8 @@ def _strip_credentials(url: str) -> tuple[str, str | None]:
         netloc = f"[{netloc}]"
     if parts.port:
         netloc += f":{parts.port}"
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", "")), parts.password
+    password = urllib.parse.unquote(parts.password) if parts.password else None
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", "")), password
 
 
 class Server:
@@ -221,9 +222,9 @@ def _parse_json(raw: bytes | str, what: str) -> Any:
 
 def sse_events(server: Server, response: http.client.HTTPResponse,
                what: str) -> Iterator[dict[str, Any]]:
-    """The JSON of each `data:` event until `[DONE]` or the end of the stream. A connection that
-    drops, or a stream that ends before its last event, is StreamInterrupted; an error event is a
-    ServerError with the server's message."""
+    """The JSON of each `data:` event until `[DONE]` or the end of the stream (whether the last
+    event came is the caller's to tell). A connection that breaks is StreamInterrupted; an error
+    event is a ServerError with the server's message."""
     data: list[str] = []
     while True:
         try:
