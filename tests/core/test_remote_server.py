@@ -102,3 +102,22 @@ def test_the_judge_on_the_server_reads_what_the_local_engine_computes(
         assert all(math.isfinite(x) for x in b.raw)  # both words are in the top 100 here
         assert abs(b.score - score) < TOLERANCE
         assert max(abs(x - y) for x, y in zip(b.raw, raw, strict=True)) < TOLERANCE
+
+
+def test_a_llama_server_reranker_scores_each_response_in_its_place(tmp_path) -> None:
+    """The real /rerank, with a tiny random qwen3 classifier: found by the probe, and each score
+    lands on its own response (the server sorts its results by score)."""
+    import tiny_models
+
+    import dev
+    from playground.remote_reward import ServerRewardModel
+
+    path = tiny_models.write_tiny_qwen3_classifier(tmp_path / "rerank.gguf", n_labels=2)
+    responses = ["paris is the capital", "berlin maybe", "the", "a longer answer than these"]
+    with dev.running_llama_server(path, "--reranking", "-t", "1", "-c", "512") as url:
+        model = ServerRewardModel(url)
+        forward = model.score("what is the capital", responses)
+        backward = model.score("what is the capital", responses[::-1])
+    assert model.endpoint == "/rerank"
+    assert all(math.isfinite(s) for s in forward) and len(set(forward)) == len(forward)
+    assert backward[::-1] == pytest.approx(forward, abs=1e-6)
