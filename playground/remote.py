@@ -61,6 +61,12 @@ ENTROPY_ALTERNATIVES = 20
 """Alternatives asked of llama-server at least, for a tighter entropy bound."""
 POLL_SECONDS = 0.05
 """How often a waiting run checks its cancel flag."""
+MERGED_NOTICE = (
+    "llama-server sends a token that ends inside a character only with the token that "
+    "completes it, and without its own logprobs: such a record holds both tokens' bytes, so the "
+    "text is right but a sample has fewer records than tokens (and its logprob scores miss "
+    "theirs)")
+"""Said once an engine has seen it (characters of CJK, Hindi, Arabic, emoji often split)."""
 BUFFERED_SECONDS = 0.5
 """A stream silent this long and then delivered in one burst went through a buffering proxy."""
 
@@ -345,6 +351,10 @@ class _Stream:
     held: _Token | None = None
     done: bool = False
     prompt_tokens: int = 0
+    decoded: int = 0
+    """Tokens the server says it has generated (llama-server's tokens_predicted)."""
+    merged: int = 0
+    """Tokens it sent only inside the next one's record (see MERGED_NOTICE)."""
 
 
 @dataclass
@@ -585,6 +595,8 @@ class RemoteEngine:
         finally:
             for r in requests:
                 r.stop()
+        if any(s.merged for s in streams) and MERGED_NOTICE not in self.notices:
+            self.notices.append(MERGED_NOTICE)
         if interrupted:
             raise StreamInterrupted(f"{interrupted[0]}; the samples so far are kept, and the "
                                     "run is marked interrupted")
@@ -667,6 +679,11 @@ class RemoteEngine:
             stream.prompt_tokens = int(chunk.get("tokens_evaluated") or
                                        usage.get("prompt_tokens") or stream.prompt_tokens)
             tokens = _tokens_of(logprobs)
+            decoded = chunk.get("tokens_predicted")
+            if isinstance(decoded, int):
+                if tokens:
+                    stream.merged += max(0, decoded - stream.decoded - len(tokens))
+                stream.decoded = max(stream.decoded, decoded)
             if text and not tokens:
                 raise ServerError(f"{self.server.url} sent text without logprobs, which the "
                                   "token views need (does it support logprobs?)")

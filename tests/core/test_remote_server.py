@@ -53,7 +53,8 @@ def test_stop_strings_cut_where_the_local_engine_cuts(remote: RemoteEngine,
 
 
 def test_best_of_n_is_seeded_per_sample(remote: RemoteEngine) -> None:
-    assert remote.capabilities.reproducible_seed and not remote.notices
+    assert remote.capabilities.reproducible_seed
+    assert not any("seed" in notice for notice in remote.notices)
     params = SamplingParams(temperature=1.0, seed=11, max_tokens=16, top_logprobs=2)
     first = remote.run("Tell me a story.", params, n=4)
     again = remote.run("Tell me a story.", params, n=4)
@@ -121,3 +122,19 @@ def test_a_llama_server_reranker_scores_each_response_in_its_place(tmp_path) -> 
     assert model.endpoint == "/rerank"
     assert all(math.isfinite(s) for s in forward) and len(set(forward)) == len(forward)
     assert backward[::-1] == pytest.approx(forward, abs=1e-6)
+
+
+def test_tokens_that_split_a_character_are_said(remote: RemoteEngine, embedded_engine) -> None:
+    """llama-server holds back a token that ends inside a UTF-8 character and sends it with the
+    next, without its logprobs: the text is the local engine's, the records fewer, and that is
+    said."""
+    from playground.remote import MERGED_NOTICE
+
+    params = SamplingParams(temperature=0.0, seed=0, max_tokens=24, top_logprobs=3)
+    prompt = "中文：我爱北京天安门。天空是蓝色的。我们"
+    here = embedded_engine.run(prompt, params, chat=False).samples[0]
+    there = remote.run(prompt, params, chat=False).samples[0]
+    assert there.text == here.text
+    assert b"".join(t.bytes for t in there.tokens) == b"".join(t.bytes for t in here.tokens)
+    assert len(there.tokens) < len(here.tokens)
+    assert MERGED_NOTICE in remote.notices
