@@ -1,7 +1,7 @@
 """What every engine offers: the interface the GUI, the CLI, scoring and the demonstrations use.
 
-The local llama.cpp engine (`playground.engine.LocalEngine`) is the first implementation; an
-engine that talks to a server is the next. Engines differ in what they can give, so callers ask
+The local llama.cpp engine (`playground.engine.LocalEngine`) is the first implementation; the
+engine that talks to a server (`playground.remote.RemoteEngine`) is the second. Engines differ in what they can give, so callers ask
 `capabilities` instead of assuming: a server may cap the alternatives at 20, compute entropy
 from the top k only, or have no teacher forcing or grammar.
 """
