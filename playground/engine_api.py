@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
+
 from playground.errors import UnsupportedModelError
 from playground.gguf_file import ModelInfo
 from playground.records import Event, Run, TokenRecord
@@ -91,6 +93,11 @@ class Engine(Protocol):
     def teacher_force(self, prompt: list[int], tokens: list[int],
                       top_logprobs: int = 0) -> list[TokenRecord]:
         """Score `tokens` after `prompt` token by token (capability `teacher_forcing`)."""
+        ...
+
+    def next_logits(self, tokens: list[int]) -> np.ndarray:
+        """The raw logits row of the token after `tokens`, over the whole vocabulary (the
+        sampling lab reshapes it); needs capability `exact_entropy`, a full row."""
         ...
 
     def grammar_constraint(self, gbnf: str) -> Callable[[], Constraint]:
