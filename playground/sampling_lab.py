@@ -24,11 +24,30 @@ import numpy as np
 
 from playground.engine_api import Engine
 from playground.errors import InvalidRequestError
-from playground.records import json_float
+from playground.records import TokenRecord, json_float
 from playground.sampling import SAMPLER_ORDERS, SamplingParams, filter_steps, penalized
 
 CUTS = ("greedy", "top-k", "top-p", "min-p")
 """What can cut a token, in `Reshaped.cut` codes 1, 2, 3, 4 (0 is kept)."""
+
+
+@dataclass(frozen=True)
+class Moment:
+    """One position of a sample: what it takes to see its distribution again."""
+
+    context: tuple[int, ...]
+    """The tokens before it: the prompt, then the sample's tokens up to it."""
+    drawn: TokenRecord
+    params: SamplingParams
+    """The run's settings (the lab starts from them)."""
+    model_path: str
+    """The model that drew it: only that model's logits are its distribution."""
+
+    @property
+    def history(self) -> tuple[int, ...]:
+        """The recent tokens the repetition penalty saw, as the sampler kept them."""
+        n = self.params.repeat_last_n
+        return self.context[-n:] if n else ()
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,8 @@ class BestOfNView(QWidget):
     ranking_changed = Signal(str)
     alternative_clicked = Signal(int, int, int)
     """(sample index, token position, alternative token id), clicked in a token's popup."""
+    moment_clicked = Signal(object)
+    """A token was clicked in a panel: its `Moment`."""
     """The method picked in the ranking selector (by the user or `set_method`)."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -197,7 +199,10 @@ class BestOfNView(QWidget):
             panel = SamplePanel(index, self._grid)
             panel.hovered.connect(self._panel_hovered)
             panel.alternative_clicked.connect(self.alternative_clicked)
+            panel.text_view.moment_clicked.connect(self.moment_clicked)
             self._panels.append(panel)
+        for panel in self._panels:
+            panel.text_view.set_context(run.prompt_token_ids, run.params, run.model.path)
         self._signature = None
         self._overlay_drawn = 0.0
         self._ranked = False
