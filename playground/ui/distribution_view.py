@@ -69,8 +69,9 @@ class DistributionView(QDialog):
         self.setWindowTitle("Sampling lab")
         self.resize(1180, 680)
         self._engine = engine
-        self._task: Task | None = None
-        self._probe_task: Task | None = None
+        self.task: Task | None = None
+        self.probe_task: Task | None = None
+        """The latest task of each kind that the view started (ended or not)."""
         self.moment: Moment | None = None
         self.distribution: Distribution | None = None
         self.reshaped: dict[str, Reshaped] = {}
@@ -89,10 +90,11 @@ class DistributionView(QDialog):
         for row, (name, label, low, high, _scale) in enumerate(SLIDERS):
             slider = QSlider(Qt.Orientation.Horizontal)
             slider.setRange(low, high)
-            slider.setMinimumWidth(170)
+            slider.setMinimumWidth(150)
             slider.valueChanged.connect(self._reshape)
             value = QLabel()
-            value.setMinimumWidth(44)
+            value.setFixedWidth(40)
+            value.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             knobs.addWidget(QLabel(label), row, 0)
             knobs.addWidget(slider, row, 1)
             knobs.addWidget(value, row, 2)
@@ -118,7 +120,7 @@ class DistributionView(QDialog):
         side.addStretch(1)
         side_box = QWidget()
         side_box.setLayout(side)
-        side_box.setFixedWidth(330)
+        side_box.setFixedWidth(340)
 
         self.summaries: dict[str, QLabel] = {}
         summaries = QHBoxLayout()
@@ -167,8 +169,8 @@ class DistributionView(QDialog):
 
     def show_moment(self, moment: Moment) -> None:
         """Show `moment`: its row is re-decoded on the engine's thread, then drawn."""
-        if self._task is not None:
-            self._task.cancel()
+        if self.task is not None:
+            self.task.cancel()
         self.moment, self.distribution, self.reshaped = moment, None, {}
         self.bars.clear()
         self.candidate_result.clear()
@@ -180,7 +182,7 @@ class DistributionView(QDialog):
         task = self._engine.distribution(moment, TOP_BARS)
         task.finished.connect(lambda d, m=moment: self.set_distribution(m, d))
         task.errored.connect(self._say)
-        self._task = task.start()
+        self.task = task.start()
 
     def set_distribution(self, moment: Moment, distribution: Distribution) -> None:
         if moment is not self.moment:
@@ -201,29 +203,30 @@ class DistributionView(QDialog):
         text = self.candidate.text()
         if not text or self.moment is None or self._engine is None:
             return
-        if self._probe_task is not None:
-            self._probe_task.cancel()
+        if self.probe_task is not None:
+            self.probe_task.cancel()
         self.candidate_result.setText("<i>scoring…</i>")
         task = self._engine.probe(self.moment, [text])
         task.finished.connect(lambda scores: self.show_candidate(scores[0]))
         task.errored.connect(self._say)
-        self._probe_task = task.start()
+        self.probe_task = task.start()
 
     def show_candidate(self, score: CandidateScore) -> None:
-        pieces = " · ".join(f"{visible_text(t)} {math.exp(lp):.2%}" for _, t, lp in score.tokens)
+        pieces = " · ".join(f"{visible_text(t)} {format_probability(math.exp(lp))}"
+                            for _, t, lp in score.tokens)
         first = score.tokens[0][0]
         under = ""
         if self.reshaped:
             parts = []
             for order, shaped in self.reshaped.items():
                 cut = shaped.cut_by(first)
-                shown = f"cut by {cut}" if cut else format_probability(shaped.probs[first])
+                shown = f"cut by {cut}" if cut else _percent(shaped.probs[first])
                 parts.append(f"{ORDER_TITLES[order].split(' (')[0].lower()}: {shown}")
             under = "; its first token under these settings, " + ", ".join(parts)
         vocab = len(self.distribution.logits) if self.distribution else 0
         self.candidate_result.setText(
             f"<b>{_escape(visible_text(score.text))}</b>: probability "
-            f"<b>{format_probability(math.exp(score.logprob))}</b> (logprob {score.logprob:.3f}), "
+            f"<b>{_percent(math.exp(score.logprob))}</b> (logprob {score.logprob:.3f}), "
             f"first token rank <b>{score.rank:,}</b>" + (f" of {vocab:,}" if vocab else "")
             + f"; {len(score.tokens)} token(s): {_escape(pieces)}{under}")
 
@@ -255,7 +258,7 @@ class DistributionView(QDialog):
         for order, shaped in self.reshaped.items():
             used = " <i>(this run)</i>" if order == self.moment.params.sampler_order else ""
             cut = shaped.cut_by(drawn)
-            drawn_text = f"cut by {cut}" if cut else format_probability(shaped.probs[drawn])
+            drawn_text = f"cut by {cut}" if cut else _percent(shaped.probs[drawn])
             self.summaries[order].setText(
                 f"<b>{ORDER_TITLES[order]}</b>{used}<br>kept <b>{shaped.kept:,}</b> tokens · "
                 f"drawn token <b>{drawn_text}</b> · entropy after "
@@ -266,7 +269,7 @@ class DistributionView(QDialog):
         record = moment.drawn
         return (f"Token {record.position + 1} of sample {record.sample}: drawn "
                 f"<b style='color:{CHOSEN.name()}'>{_escape(visible_text(record.text))}</b> "
-                f"(the model's probability {format_probability(record.prob)}, rank "
+                f"(the model's probability {_percent(record.prob)}, rank "
                 f"{record.rank:,}; kept {record.kept:,} when it was drawn)")
 
     def _set_sliders(self, params: SamplingParams) -> None:
@@ -290,6 +293,11 @@ class DistributionView(QDialog):
 
 def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _percent(p: float) -> str:
+    """`format_probability` for rich text, where its "<0.01%" would open a tag."""
+    return _escape(format_probability(p))
 
 
 class _Bars(QWidget):

@@ -125,7 +125,10 @@ class LogprobChart(QWidget):
         self._kept_plot.setXLink(self._values_plot)
         self._kept_plot.setLabel("bottom", "token")
         self._kept_plot.setLabel("left", "kept")
-        self._kept_plot.setLogMode(y=True)
+        # log10 of the count on a plain axis, labelled with powers of ten: pyqtgraph's log mode
+        # crowds a plot this short with minor ticks.
+        self._kept_plot.getAxis("left").setTicks(
+            [list(enumerate(("1", "10", "100", "1k", "10k", "100k", "1M"))), []])
 
         self.bars = pg.BarGraphItem(x=[], height=[], width=0.8, pen=None, brush="#cccccc")
         self._values_plot.addItem(self.bars)
@@ -196,10 +199,11 @@ class LogprobChart(QWidget):
         top = float(self._entropy.max()) if len(tokens) else 1.0
         self._entropy_plot.setYRange(0, max(top, 0.5) * 1.08, padding=0)
         # 0 is "not recorded" (a scored text, an older run): no point rather than a false 1.
-        kept = np.array([t.kept if t.kept > 0 else np.nan for t in tokens], dtype=float)
+        kept = np.array([math.log10(t.kept) if t.kept > 0 else np.nan for t in tokens])
         self.kept_curve.setData(x, kept, connect="finite")
-        most = float(np.nanmax(kept)) if np.isfinite(kept).any() else 10.0
-        self._kept_plot.setYRange(0, math.log10(max(most, 10.0)) * 1.05, padding=0)
+        most = float(np.nanmax(kept)) if np.isfinite(kept).any() else 1.0
+        # Room below 1 and up to 10 at least: a tick on the plot's edge is not drawn.
+        self._kept_plot.setYRange(-0.2, max(most, 1.0) * 1.08 + 0.1, padding=0)
         self._redraw_values()
         if shrank:
             # A new sample (or a stop string trimmed this one): follow it again even if the user
