@@ -140,8 +140,7 @@ class LogprobChart(QWidget):
         )
         self._entropy_plot.addItem(self.entropy_curve)
         self._entropy_plot.setYRange(0, 1, padding=0)
-        self.kept_curve = pg.PlotDataItem(pen=pg.mkPen(KEPT, width=1.5), symbol="o",
-                                          symbolSize=3, symbolPen=None, symbolBrush=KEPT)
+        self.kept_curve = pg.PlotDataItem(pen=pg.mkPen(KEPT, width=1.5))
         self._kept_plot.addItem(self.kept_curve)
 
         self._value_line = pg.InfiniteLine(angle=90, movable=False, pen=_MARKER_PEN)
