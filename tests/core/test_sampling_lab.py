@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import struct
 from dataclasses import replace
 from pathlib import Path
 
@@ -84,7 +85,14 @@ def test_kept_survives_the_store_blob():
     record = TokenRecord(sample=0, position=0, id=5, bytes=b"a", text="a", logprob=-1.0,
                          sampling_logprob=-0.5, rank=2, entropy=1.0, top=(), kept=17)
     tokens = [record, replace(record, position=1, kept=1)]
-    assert decode_tokens(encode_tokens(tokens), 0) == tokens
+    blob = encode_tokens(tokens)
+    assert decode_tokens(blob, 0) == tokens
+    # A blob of the format before kept (PGT1: 16 sections, no kept) reads as kept 0.
+    header = struct.Struct("<4sqq17Q")
+    _, n, start, *lengths = header.unpack_from(blob)
+    old = (struct.Struct("<4sqq16Q").pack(b"PGT1", n, start, *lengths[:-1])
+           + blob[header.size : len(blob) - lengths[-1]])
+    assert decode_tokens(old, 0) == [replace(t, kept=0) for t in tokens]
 
 
 # ---------------------------------------------------------------------------------------------
