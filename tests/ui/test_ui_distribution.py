@@ -8,12 +8,15 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+import store_writer as sw
 from PySide6.QtCore import QPoint, Qt
 from sampling_reference import brute_force
 
 from playground.sampling import SAMPLER_ORDERS, SamplingParams
 from playground.sampling_lab import probe
+from playground.ui.demos_tab import DemosTab
 from playground.ui.distribution_view import DistributionView
+from playground.ui.engine_thread import EngineThread
 from playground.ui.main_window import MainWindow
 from playground.ui.token_view import TokenView
 
@@ -112,3 +115,26 @@ def test_a_best_of_n_panel_opens_its_own_sample(qtbot, window: MainWindow):
     assert lab.moment.drawn == sample.tokens[i]
     assert list(lab.moment.context) == run.prompt_token_ids + [t.id for t in sample.tokens[:i]]
     assert lab.reshaped[PARAMS.sampler_order].kept == sample.tokens[i].kept
+
+
+def test_a_demonstration_token_reaches_the_lab_through_the_demos_tab(qtbot):
+    """The hallucination demonstration's branch view shows a run's sample: a click on one of its
+    tokens comes out of the Demos tab as that token's moment."""
+    engine = EngineThread()
+    tab = DemosTab(engine)
+    qtbot.addWidget(tab)
+    tab.resize(1280, 720)
+    tab.show()
+    run = sw.synthetic_run(1, 12, seed=4)
+    sample = run.samples[0]
+    tab.choose(next(s.name for s in tab.scenarios if s.demo == "hallucination"))
+    tab.views["hallucination"].branch_from(run, sample)
+    view = tab.views["hallucination"].branch_view
+    i = _textual(sample.tokens)
+    with qtbot.waitSignal(tab.moment_clicked) as clicked:
+        _click_token(qtbot, view, i)
+    moment = clicked.args[0]
+    assert moment.drawn == sample.tokens[i]
+    assert list(moment.context) == run.prompt_token_ids + [t.id for t in sample.tokens[:i]]
+    assert moment.params == run.params and moment.model_path == run.model.path
+    engine.shut_down()
