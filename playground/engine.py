@@ -456,8 +456,11 @@ class LocalEngine:
         *,
         seeds: list[int] | None = None,
         constraint: Callable[[], Constraint] | None = None,
+        flash_attention: bool = True,
     ) -> Iterator[Event]:
-        """See `generate`; `seeds` are the samples' seeds (default: params.seed + i)."""
+        """See `generate`; `seeds` are the samples' seeds (default: params.seed + i).
+        `flash_attention=False` decodes in a context without it, where the logits depend on the
+        batch (see `LlamaContext`): only the demonstration of that effect asks for it."""
         params = params.validate()
         if params.seed is None:
             raise InvalidRequestError("resolve the seed first (SamplingParams.resolved)")
@@ -466,7 +469,7 @@ class LocalEngine:
         self._check_fits(len(prompt), n, params.max_tokens)
         cancelled = cancel or (lambda: False)
         started = time.perf_counter()
-        ctx = self._context(len(prompt) + n * params.max_tokens)
+        ctx = self._context(len(prompt) + n * params.max_tokens, flash_attention)
 
         history = prompt[-params.repeat_last_n :] if params.repeat_last_n else []
         sequences = [
@@ -577,15 +580,18 @@ class LocalEngine:
             _check_memory(total * self.kv_bytes_per_token,
                           f"{n} samples of {max_tokens:,} tokens")
 
-    def _context(self, tokens: int) -> LlamaContext:
-        """A context with room for `tokens` KV cells, reused while it is big enough."""
-        if self._ctx is not None and self._ctx.n_ctx >= tokens:
-            return self._ctx
+    def _context(self, tokens: int, flash_attention: bool = True) -> LlamaContext:
+        """A context with room for `tokens` KV cells, reused while it is big enough (and has
+        flash attention as asked)."""
+        ctx = self._ctx
+        if ctx is not None and ctx.n_ctx >= tokens and ctx.flash_attention == flash_attention:
+            return ctx
         self._free_context()
         size = -(-tokens // 256) * 256
         self._ctx = LlamaContext(self.model, n_ctx=size, n_batch=min(PROMPT_BATCH, size),
                                  n_ubatch=min(PROMPT_BATCH, size), n_seq_max=MAX_SAMPLES,
-                                 n_threads=self.n_threads, n_threads_batch=self.n_threads_batch)
+                                 n_threads=self.n_threads, n_threads_batch=self.n_threads_batch,
+                                 flash_attention=flash_attention)
         self._cached_prompt = []
         return self._ctx
 

@@ -33,3 +33,8 @@ class Cancelled(PlaygroundError):
 
     def __init__(self, message: str = "Cancelled.") -> None:
         super().__init__(message)
+
+
+class DownloadError(PlaygroundError):
+    """A model could not be downloaded: the Hub cannot be reached or lacks the file, or what
+    arrived is not the catalog's file (it is deleted)."""

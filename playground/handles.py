@@ -137,13 +137,15 @@ class LlamaContext:
     Every context of the project has a unified KV cache (sequences share the prompt's cells and
     the whole context) and flash attention on: without it, llama.cpp's CPU logits depend on how
     many tokens share a decode (up to ~0.25 nats on SmolLM2 Q4_1), so batched samples, single
-    runs and teacher-forced rescoring would disagree.
+    runs and teacher-forced rescoring would disagree. `flash_attention=False` exists only for the
+    demonstration that shows this happening (`playground.demos.host`).
     """
 
     def __init__(self, model: LlamaModel, *, n_ctx: int, n_batch: int, n_ubatch: int,
                  n_seq_max: int, n_threads: int, n_threads_batch: int,
                  embeddings: bool = False,
-                 pooling: int = llama_cpp.LLAMA_POOLING_TYPE_UNSPECIFIED) -> None:
+                 pooling: int = llama_cpp.LLAMA_POOLING_TYPE_UNSPECIFIED,
+                 flash_attention: bool = True) -> None:
         params = llama_cpp.llama_context_default_params()
         params.n_ctx = n_ctx
         params.n_batch = n_batch
@@ -155,7 +157,8 @@ class LlamaContext:
         params.embeddings = embeddings
         params.pooling_type = pooling
         params.no_perf = True
-        params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
+        params.flash_attn_type = (llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash_attention
+                                  else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED)
         mark = log_mark()
         handle = llama_cpp.llama_init_from_model(model.handle, params)
         if not handle:
@@ -165,6 +168,7 @@ class LlamaContext:
         self.model = model  # keeps the weights alive while this context is
         self.handle = handle
         self.n_ctx = n_ctx
+        self.flash_attention = flash_attention
         self.memory = llama_cpp.llama_get_memory(handle)
         self._finalizer = weakref.finalize(self, llama_cpp.llama_free, handle)
 

@@ -24,7 +24,8 @@ take about 12 MB (tests/core/test_store.py measures it).
 
 The schema is versioned with `PRAGMA user_version`: `MIGRATIONS[i]` takes the file from version i
 to version i + 1, so adding a version is appending one function. Version 2 added which reward
-model gave each stored score (`Run.reward_models`).
+model gave each stored score (`Run.reward_models`), version 3 the human labels
+(`playground.labels.Label`).
 
 A file that is not an SQLite database, or a truncated one, is never written to: `Store()` raises
 `StoreDamagedError`. `open_store()` also runs SQLite's quick check, which finds damage anywhere in
@@ -58,6 +59,7 @@ import numpy as np
 from playground.errors import PlaygroundError
 from playground.files import require_regular
 from playground.gguf_file import ModelInfo
+from playground.labels import Label
 from playground.paths import data_dir
 from playground.records import (
     Alternative,
@@ -161,7 +163,26 @@ def _migrate_to_2(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE runs ADD COLUMN reward_models_json TEXT NOT NULL DEFAULT '{}'")
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_to_1, _migrate_to_2]
+def _migrate_to_3(conn: sqlite3.Connection) -> None:
+    # Human labels (playground.labels.Label): kept when their run is deleted, since the texts
+    # they rank are their own; the link to the run is then forgotten.
+    conn.execute("""CREATE TABLE labels (
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER REFERENCES runs (id) ON DELETE SET NULL,  -- NULL: matched to no run
+        prompt TEXT NOT NULL,
+        responses_json TEXT NOT NULL,    -- [[text, rank, sample index or null], ...]
+        annotator TEXT NOT NULL,
+        created_at REAL NOT NULL,        -- unix time of the judgement (or of its import)
+        source TEXT NOT NULL,            -- 'label-studio', 'argilla', 'jsonl' or 'app'
+        origin TEXT NOT NULL DEFAULT ''  -- which judgement of the source it is ('' unknown)
+    )""")
+    conn.execute("CREATE INDEX labels_by_run ON labels (run_id)")
+    conn.execute("CREATE UNIQUE INDEX labels_by_origin ON labels (source, origin)"
+                 " WHERE origin != ''")
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
+    _migrate_to_1, _migrate_to_2, _migrate_to_3]
 """MIGRATIONS[i] takes a file from schema version i to i + 1, inside one transaction."""
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -489,6 +510,8 @@ def _recover(damaged: Path, path: Path) -> int:
                         "DELETE FROM token_chunks WHERE NOT EXISTS (SELECT 1 FROM samples s"
                         " WHERE s.run_id = token_chunks.run_id AND s.idx = token_chunks.idx)",
                         "DELETE FROM tags WHERE run_id NOT IN (SELECT id FROM runs)",
+                        "UPDATE labels SET run_id = NULL WHERE run_id NOT IN"
+                        " (SELECT id FROM runs)",
                     ):
                         target.execute(orphans)
             finally:
@@ -964,6 +987,77 @@ class Store:
     def _require(conn: sqlite3.Connection, run_id: int) -> None:
         if conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
             raise StoreError(f"there is no run #{run_id} in the history")
+
+    # -- labels --------------------------------------------------------------------------------
+
+    def runs_with_prompt(self, prompt: str) -> list[int]:
+        """Ids of the runs with exactly this prompt, newest first."""
+        with self._reading() as conn:
+            return [run_id for (run_id,) in conn.execute(
+                "SELECT id FROM runs WHERE prompt = ? ORDER BY created_at DESC, id DESC",
+                (prompt,))]
+
+    def sample_texts(self, run_id: int) -> list[str]:
+        """The texts of a run's finished samples, by index ("" for one still streaming)."""
+        with self._reading() as conn:
+            rows = conn.execute("SELECT idx, text FROM samples WHERE run_id = ? ORDER BY idx",
+                                (run_id,)).fetchall()
+        texts = [""] * (rows[-1][0] + 1 if rows else 0)
+        for idx, text in rows:
+            texts[idx] = text
+        return texts
+
+    def add_labels(self, labels: Sequence[Label]) -> int:
+        """Store labels in one transaction, all or none; returns how many were new. A label
+        with the source and origin of a stored one replaces it (see `Label.origin`)."""
+        with self._writing() as conn:
+            new = 0
+            for label in labels:
+                if label.run_id is not None:
+                    self._require(conn, label.run_id)
+                samples = label.samples or (None,) * len(label.responses)
+                replaced = conn.execute(
+                    "DELETE FROM labels WHERE source = ? AND origin = ? AND origin != ''",
+                    (label.source, label.origin)).rowcount
+                new += replaced == 0
+                conn.execute(
+                    "INSERT INTO labels (run_id, prompt, responses_json, annotator, created_at,"
+                    " source, origin) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (label.run_id, label.prompt,
+                     json.dumps([[text, rank, sample] for text, rank, sample
+                                 in zip(label.responses, label.ranks, samples, strict=True)]),
+                     label.annotator, label.created_at.timestamp(), label.source, label.origin))
+        return new
+
+    def labels(self, run_ids: Sequence[int] | None = None) -> list[Label]:
+        """The stored labels, oldest first: of these runs, or all of them."""
+        query = ("SELECT run_id, prompt, responses_json, annotator, created_at, source, origin"
+                 " FROM labels")
+        with self._reading() as conn:
+            if run_ids is None:
+                rows = conn.execute(query + " ORDER BY created_at, id").fetchall()
+            else:
+                for run_id in run_ids:
+                    self._require(conn, run_id)
+                marks = ",".join("?" * len(run_ids))
+                rows = conn.execute(query + f" WHERE run_id IN ({marks}) ORDER BY created_at, id",
+                                    list(run_ids)).fetchall()
+        labels = []
+        for run_id, prompt, responses_json, annotator, created, source, origin in rows:
+            entries = json.loads(responses_json)
+            labels.append(Label(
+                prompt, tuple(e[0] for e in entries), tuple(e[1] for e in entries), annotator,
+                datetime.fromtimestamp(created, UTC), source, run_id=run_id,
+                samples=tuple(e[2] for e in entries) if run_id is not None else None,
+                origin=origin))
+        return labels
+
+    def labelled_runs(self) -> list[int]:
+        """Ids of the runs that have labels, oldest first."""
+        with self._reading() as conn:
+            return [run_id for (run_id,) in conn.execute(
+                "SELECT DISTINCT l.run_id FROM labels l JOIN runs r ON r.id = l.run_id"
+                " ORDER BY r.created_at, r.id")]
 
     # -- model files ---------------------------------------------------------------------------
 

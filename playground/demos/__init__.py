@@ -10,6 +10,7 @@ from __future__ import annotations
 from playground.demos import (
     base_instruct,
     hallucination,
+    host_nondeterminism,
     inconsistency,
     robustness,
     structured,
@@ -26,6 +27,7 @@ DEMOS: dict[str, Demo] = {
         structured.DEMO,
         tokens.DEMO,
         base_instruct.DEMO,
+        host_nondeterminism.DEMO,
     )
 }
 """Every demonstration by name, in the order the app lists them."""

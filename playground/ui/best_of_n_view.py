@@ -15,8 +15,11 @@ from PySide6.QtWidgets import (
     QComboBox,
     QHBoxLayout,
     QLabel,
+    QLineEdit,
+    QPushButton,
     QScrollArea,
     QSplitter,
+    QStackedWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -25,6 +28,7 @@ from playground.analysis import Divergence
 from playground.records import Run
 from playground.ui.flow_layout import FULL_ROW, FlowLayout
 from playground.ui.logprob_chart import OverlayChart, fork_text
+from playground.ui.rank_list import RankList
 from playground.ui.sample_panel import SamplePanel
 
 RANKINGS: tuple[tuple[str, str], ...] = (
@@ -61,11 +65,15 @@ class BestOfNView(QWidget):
     """The N samples of a run as panels, ordered by a ranking, with all their curves above."""
 
     ranking_changed = Signal(str)
+    """The method picked in the ranking selector (by the user or `set_method`)."""
     alternative_clicked = Signal(int, int, int)
     """(sample index, token position, alternative token id), clicked in a token's popup."""
     moment_clicked = Signal(object)
     """A token was clicked in a panel: its `Moment`."""
-    """The method picked in the ranking selector (by the user or `set_method`)."""
+    sample_preferred = Signal(int)
+    """The user labelled this sample the best of the run (its panel's "prefer")."""
+    ranked = Signal(list)
+    """The user's own ranking of the samples, best first (drag-to-rank, saved)."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -105,6 +113,14 @@ class BestOfNView(QWidget):
         top_bar.addWidget(self._selector)
         top_bar.addSpacing(8)
         top_bar.addWidget(self._summary, 1)
+        self.annotator = QLineEdit()
+        self.annotator.setPlaceholderText("your name")
+        self.annotator.setMaximumWidth(130)
+        self.annotator.setToolTip("Who labels: saved with every prefer and ranking you give")
+        self.rank_button = QPushButton("Rank by hand…")
+        self.rank_button.setToolTip("Drag the samples into your own order, best first, and "
+                                    "save it as a label of this run")
+        self.rank_button.clicked.connect(self.start_ranking)
 
         self.overlay = OverlayChart()
         self.overlay.setMinimumHeight(110)
@@ -125,9 +141,18 @@ class BestOfNView(QWidget):
         lower_layout.setSpacing(2)
         fork_row = QHBoxLayout()
         fork_row.setContentsMargins(8, 0, 8, 0)
-        fork_row.addWidget(self._fork)
+        fork_row.addWidget(self._fork, 1)
+        fork_row.addWidget(QLabel("labels by"))
+        fork_row.addWidget(self.annotator)
+        fork_row.addWidget(self.rank_button)
         lower_layout.addLayout(fork_row)
-        lower_layout.addWidget(self.scroll, 1)
+        self.rank_list = RankList()
+        self.rank_list.ranked.connect(self.ranked)
+        self.rank_list.closed.connect(self.stop_ranking)
+        self._pages = QStackedWidget()
+        self._pages.addWidget(self.scroll)
+        self._pages.addWidget(self.rank_list)
+        lower_layout.addWidget(self._pages, 1)
 
         # A splitter, so the chart can be dragged taller, or shut to make room for the panels.
         self.splitter = QSplitter(Qt.Orientation.Vertical)
@@ -200,6 +225,7 @@ class BestOfNView(QWidget):
             panel.hovered.connect(self._panel_hovered)
             panel.alternative_clicked.connect(self.alternative_clicked)
             panel.text_view.moment_clicked.connect(self.moment_clicked)
+            panel.preferred.connect(self.sample_preferred)
             self._panels.append(panel)
         for panel in self._panels:
             panel.text_view.set_context(run.prompt_token_ids, run.params, run.model.path)
@@ -209,6 +235,8 @@ class BestOfNView(QWidget):
         self._winners = set()
         self._groups = []  # the new panels must go into the grid even if N is unchanged
         self._set_groups([(None, [s.index for s in run.samples])])
+        self.stop_ranking()
+        self._allow_labels(False)
         self.refresh()
 
     def refresh(self) -> None:
@@ -237,6 +265,7 @@ class BestOfNView(QWidget):
                 panel.refresh(sample)
             self._draw_overlay()
             self._rank()
+            self._allow_labels(True)
             return
         self._pending = list(range(len(self._panels)))
         self._trickle.start()
@@ -260,6 +289,33 @@ class BestOfNView(QWidget):
         fork = fork_text(self.overlay.divergence())
         if fork != self._fork.text():
             self._fork.setText(fork)
+
+    # -- labels by hand --------------------------------------------------------------------
+
+    def show_preferred(self, index: int | None) -> None:
+        """Mark the sample the user's label prefers (None: no "prefer" label)."""
+        for panel in self._panels:
+            panel.set_preferred(panel.sample_index == index)
+
+    def start_ranking(self) -> None:
+        """Show the samples as a list to drag into order, starting from the shown order."""
+        run = self._run
+        if run is None or not run.finished:
+            return
+        self.rank_list.set_samples([s.text for s in run.samples], self.panel_order())
+        self._pages.setCurrentWidget(self.rank_list)
+
+    def stop_ranking(self) -> None:
+        self._pages.setCurrentWidget(self.scroll)
+
+    def ranking_by_hand(self) -> bool:
+        return self._pages.currentWidget() is self.rank_list
+
+    def _allow_labels(self, allowed: bool) -> None:
+        # Labels judge finished samples: a sample still growing may change after the click.
+        self.rank_button.setEnabled(allowed)
+        for panel in self._panels:
+            panel.prefer_button.setEnabled(allowed)
 
     # -- ranking ---------------------------------------------------------------------------
 

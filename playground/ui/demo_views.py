@@ -6,6 +6,7 @@ from __future__ import annotations
 from playground.ui.base_instruct_view import BaseInstructView
 from playground.ui.demo_view import DemoView
 from playground.ui.hallucination_view import HallucinationView
+from playground.ui.host_nondeterminism_view import HostNondeterminismView
 from playground.ui.inconsistency_view import InconsistencyView
 from playground.ui.languages_view import LanguagesView
 from playground.ui.robustness_view import RobustnessView
@@ -20,6 +21,7 @@ VIEWS: dict[str, type[DemoView]] = {
         StructuredView,
         LanguagesView,
         BaseInstructView,
+        HostNondeterminismView,
     )
 }
 """Every demonstration's view class, by the demonstration's name (`DemoView.demo`)."""

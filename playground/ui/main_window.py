@@ -8,6 +8,8 @@ other, and its failure resets only the panel that started it.
 
 from __future__ import annotations
 
+import getpass
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -29,10 +31,12 @@ from PySide6.QtWidgets import (
 from playground import paths
 from playground.catalog import discover
 from playground.errors import PlaygroundError
+from playground.labels import Label, best_of_label, order_label
 from playground.records import Run, RunStats
 from playground.sampling_lab import Moment
 from playground.store import RunRequest, open_store
 from playground.ui import tasks
+from playground.ui.agreement_view import AgreementView
 from playground.ui.best_of_n_view import BestOfNView
 from playground.ui.demos_tab import DemosTab
 from playground.ui.distribution_view import DistributionView
@@ -89,6 +93,7 @@ class MainWindow(QMainWindow):
         self.run_id: int | None = None
         """The shown run's id in the history (None when it is not saved)."""
         self.history_panel = HistoryPanel(self.store)
+        self.agreement_view = AgreementView(self.store)
         self.reward_panel = RewardPanel()
         self.ranking_strip = RankingStrip()
         self.demos_tab = DemosTab(self.engine)
@@ -115,6 +120,10 @@ class MainWindow(QMainWindow):
         self.distribution_view: DistributionView | None = None
         for view in (self.single_view.text, self.best_of_n_view, self.demos_tab):
             view.moment_clicked.connect(self.show_distribution)
+        self.best_of_n_view.sample_preferred.connect(self.prefer_sample)
+        self.best_of_n_view.ranked.connect(self.rank_samples)
+        self.agreement_view.errored.connect(self.banner.show_message)
+        self.agreement_view.reported.connect(lambda m: self.statusBar().showMessage(m, 8000))
 
         self.redraw_timer = QTimer(self)
         self.redraw_timer.setInterval(REDRAW_INTERVAL_MS)
@@ -153,6 +162,7 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(generate_tab, "Generate")
         self.tabs.addTab(self.demos_tab, "Demos")
         self.tabs.addTab(self.history_panel, "History")
+        self.tabs.addTab(self.agreement_view, "Agreement")
         self.generate_tab = generate_tab
         right.addWidget(self.tabs, 1)
         self.tabs.currentChanged.connect(self._show_sidebar)
@@ -364,6 +374,67 @@ class MainWindow(QMainWindow):
         self.distribution_view.show()
         self.distribution_view.raise_()
 
+    # -- labels ----------------------------------------------------------------------------
+
+    def prefer_sample(self, index: int) -> None:
+        """Label the sample the best of the shown run, under the annotator's name."""
+        run = self.run
+        if self._save_label(lambda name, run_id: best_of_label(
+                run.prompt, [s.text for s in run.samples], index, name, run_id)):
+            self.statusBar().showMessage(f"Labelled: sample #{index} preferred.", 5000)
+        self.best_of_n_view.show_preferred(self._preferred_sample())
+
+    def rank_samples(self, order: list[int]) -> None:
+        """Label the shown run with the user's own ranking, best first."""
+        run = self.run
+        if self._save_label(lambda name, run_id: order_label(
+                run.prompt, [s.text for s in run.samples], order, name, run_id)):
+            self.best_of_n_view.stop_ranking()
+            self.best_of_n_view.show_preferred(None)
+            places = " > ".join(f"#{i}" for i in order)
+            self.statusBar().showMessage(f"Labelled: ranking {places}.", 8000)
+
+    def annotator(self) -> str:
+        return self.best_of_n_view.annotator.text().strip()
+
+    def _save_label(self, make: Callable[[str, int], Label]) -> bool:
+        if self.run is None or not self.run.finished:
+            self._show_error("Label a run once its samples are finished.")
+            return False
+        if self.run_id is None:
+            self._show_error("This run is not in the history, so it cannot be labelled.")
+            return False
+        name = self.annotator()
+        if not name:
+            self._show_error("Type your name beside “labels by”: every label says who gave it.")
+            return False
+        try:
+            self.store.add_labels([make(name, self.run_id)])
+        except PlaygroundError as error:
+            self._show_error(f"Could not save the label: {error}")
+            return False
+        self.agreement_view.mark_stale()
+        return True
+
+    def _preferred_sample(self) -> int | None:
+        """The sample the annotator's own "prefer" label of the shown run chose, if any."""
+        if self.run_id is None or not self.annotator():
+            return None
+        try:
+            labels = self.store.labels([self.run_id])
+        except PlaygroundError:
+            return None
+        mine = [label for label in labels
+                if label.source == "app" and label.annotator == self.annotator()]
+        if not mine or mine[-1].samples is None:
+            return None
+        ranks = mine[-1].ranks
+        best = [i for i, rank in enumerate(ranks) if rank == 1]
+        # A "prefer" ranks one sample first and ties all the others.
+        if len(best) == 1 and len(set(ranks)) == 2:
+            return mine[-1].samples[best[0]]
+        return None
+
     # -- demonstrations --------------------------------------------------------------------
 
     def branch(self, sample: int, position: int, token: int) -> None:
@@ -401,6 +472,8 @@ class MainWindow(QMainWindow):
         self._show_run(run, run_id)
         self._dirty = True
         self._redraw()
+        if len(run.samples) > 1:
+            self.best_of_n_view.show_preferred(self._preferred_sample())
         self.tabs.setCurrentWidget(self.generate_tab)
         self.statusBar().showMessage(f"Opened run {run_id}.", 5000)
 
@@ -448,6 +521,7 @@ class MainWindow(QMainWindow):
         self.sampling_panel.seed_lock.setChecked(prefs.seed_locked)
         self.sampling_panel.n.setValue(prefs.n)
         self.prompt_panel.set_values(prefs.prompt, prefs.chat, prefs.system)
+        self.best_of_n_view.annotator.setText(prefs.annotator or _login_name())
         geometry = self.settings.window_state("geometry")
         if geometry is None or not self.restoreGeometry(geometry):
             self.resize(1400, 860)
@@ -466,6 +540,7 @@ class MainWindow(QMainWindow):
         prefs.prompt = self.prompt_panel.prompt()
         prefs.chat = self.prompt_panel.chat()
         prefs.system = self.prompt_panel.system.text()
+        prefs.annotator = self.annotator()
         self.settings.save_preferences(prefs)
         self.settings.save_window_state("geometry", self.saveGeometry())
         self.settings.save_window_state("splitter", self.splitter.saveState())
@@ -505,6 +580,13 @@ class MainWindow(QMainWindow):
         tasks.shut_down_background()
         self.engine.shut_down()
         self.store.close()
+
+
+def _login_name() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for this user id (a container, say)
+        return ""
 
 
 def _cancel(task: Task | None) -> None:

@@ -19,13 +19,17 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from playground.catalog import FoundModel
+from playground.catalog import CatalogModel, FoundModel, catalog_models
+from playground.download import Downloaded, is_downloaded, partial_size, target_path
 from playground.ui.engine_thread import LoadedModel
+from playground.ui.model_download import ModelDownload
 from playground.units import human_count, human_size
 
 EMBEDDED = ""  # the chooser's data for the embedded default model
+CATALOG = "catalog:"  # the chooser's data for a catalog model to download: CATALOG + its id
 CHOOSER_TIP = ("The embedded SmolLM2, recent models and the GGUF files found in the models "
-               "folders. Drop a .gguf on the window to add one.")
+               "folders, then the catalog's models to download from Hugging Face. Drop a "
+               ".gguf on the window to add one.")
 
 
 class ModelPanel(QGroupBox):
@@ -56,6 +60,11 @@ class ModelPanel(QGroupBox):
         self.progress.setTextVisible(False)
         self.progress.setFixedHeight(6)
         self.progress.hide()
+        self.download = ModelDownload()
+        self.download.downloaded.connect(self._downloaded)
+        self.download.ended.connect(self._download_ended)
+        self.chooser.currentIndexChanged.connect(self._show_action)
+        self._catalog: dict[str, CatalogModel] = {}
 
         self.card = QLabel("No model loaded.")
         self.card.setObjectName("infoCard")
@@ -76,6 +85,7 @@ class ModelPanel(QGroupBox):
         layout.addWidget(self.backend)
         layout.addLayout(buttons)
         layout.addWidget(self.progress)
+        layout.addWidget(self.download)
         layout.addWidget(self.card)
         self._loading = False
 
@@ -94,6 +104,10 @@ class ModelPanel(QGroupBox):
             if model.source != "embedded" and model.info and key not in seen:
                 self.chooser.addItem(f"{model.path.name} ({model.source})", key)
                 seen.add(key)
+        self._catalog = {m.id: m for m in catalog_models() if m.downloadable}
+        for model in self._catalog.values():
+            if not is_downloaded(model):  # else it is listed above, as a file of the user's
+                self.chooser.addItem(_catalog_label(model), CATALOG + model.id)
         skipped = [f"{m.path.name}: {m.problem}" for m in found if m.info is None]
         self.chooser.setToolTip(CHOOSER_TIP + ("\n\nSkipped:\n" + "\n".join(skipped)
                                                if skipped else ""))
@@ -107,8 +121,19 @@ class ModelPanel(QGroupBox):
         self.chooser.setCurrentIndex(index)
 
     def chosen_path(self) -> Path | None:
+        """The chosen file (where it will be, for a catalog model); None: the embedded model."""
+        model = self.chosen_download()
+        if model is not None:
+            return target_path(model)
         data = self.chooser.currentData()
         return Path(data) if data else None
+
+    def chosen_download(self) -> CatalogModel | None:
+        """The catalog model chosen to download, if that is what is chosen."""
+        data = self.chooser.currentData()
+        if isinstance(data, str) and data.startswith(CATALOG):
+            return self._catalog[data.removeprefix(CATALOG)]
+        return None
 
     def _open_file(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Open a GGUF model", "",
@@ -118,10 +143,40 @@ class ModelPanel(QGroupBox):
             self._request_load()
 
     def _request_load(self) -> None:
+        model = self.chosen_download()
         if self._loading:
             self.cancel_requested.emit()
+        elif model is not None:
+            self.download.start(model)
+            self._show_action()
         else:
             self.load_requested.emit(self.chosen_path(), self.gpu_layers.value())
+
+    def _show_action(self) -> None:
+        """The button says what it does to the chosen model; one download runs at a time."""
+        model = self.chosen_download()
+        if self._loading:
+            return
+        busy = self.download.busy
+        self.load_button.setText(
+            "Load" if model is None else
+            "Downloading…" if busy and model == self.download.model else
+            "Resume download" if partial_size(model) else "Download")
+        self.load_button.setEnabled(model is None or not busy)
+
+    def _download_ended(self) -> None:
+        model = self.download.model
+        index = self.chooser.findData(CATALOG + model.id) if model else -1
+        if model is not None and index >= 0:  # cancelled or failed: say what it left
+            self.chooser.setItemText(index, _catalog_label(model))
+        self._show_action()
+
+    def _downloaded(self, result: Downloaded) -> None:
+        """The downloaded model becomes a file of the user's, ready to load."""
+        index = self.chooser.findData(CATALOG + result.model_id)
+        if index >= 0:
+            self.chooser.setItemText(index, f"{result.path.name} (user)")
+            self.chooser.setItemData(index, str(result.path))
 
     # -- state -----------------------------------------------------------------------------
 
@@ -131,6 +186,7 @@ class ModelPanel(QGroupBox):
         self.chooser.setEnabled(not loading)
         self.progress.setVisible(loading)
         self.progress.setValue(0)
+        self._show_action()
 
     def set_progress(self, done: int, total: int) -> None:
         self.progress.setRange(0, max(total, 1))
@@ -159,6 +215,13 @@ class ModelPanel(QGroupBox):
             f"<table cellspacing='0' cellpadding='1'>{body}</table>"
         )
         self.card.setToolTip(info.path)
+
+
+def _catalog_label(model: CatalogModel) -> str:
+    size = human_size(model.size_bytes or 0)
+    have = partial_size(model)
+    return (f"{model.name} (download {size})" if not have else
+            f"{model.name} (resume: {human_size(have)} of {size})")
 
 
 def _escape(text: str) -> str:

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 from PySide6.QtCore import QEvent, Qt, Signal
 from PySide6.QtGui import QEnterEvent
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QToolButton, QVBoxLayout, QWidget
 
 from playground.records import Sample, TokenRecord
 from playground.ui.colors import WINNER, WINNER_BACKGROUND, sample_color
@@ -77,6 +77,8 @@ class SamplePanel(QFrame):
     """(sample index, token index) hovered in the text; token -1 when it leaves."""
     alternative_clicked = Signal(int, int, int)
     """(sample index, token position, alternative token id), clicked in a token's popup."""
+    preferred = Signal(int)
+    """This panel's sample index: the user prefers this sample to all the others."""
 
     def __init__(self, sample_index: int, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -103,6 +105,12 @@ class SamplePanel(QFrame):
         self._rank.setStyleSheet(_RANK_STYLE)
         self._best = QLabel("★ best")
         self._best.setStyleSheet(_BEST_STYLE)
+        self.prefer_button = QToolButton()
+        self.prefer_button.setCheckable(True)
+        self.prefer_button.setToolTip(
+            "Label this sample the best of the run, better than every other: saved with the "
+            "run, under your name, for the Agreement tab and reward training")
+        self.prefer_button.clicked.connect(lambda: self.preferred.emit(self.sample_index))
         header = QHBoxLayout()
         header.setSpacing(8)
         header.addWidget(self._number)
@@ -110,6 +118,7 @@ class SamplePanel(QFrame):
         header.addStretch(1)
         header.addWidget(self._rank)
         header.addWidget(self._best)
+        header.addWidget(self.prefer_button)
 
         self.text_view = TokenView(compact=True)
         self.text_view.setFixedHeight(TEXT_HEIGHT)
@@ -136,6 +145,7 @@ class SamplePanel(QFrame):
         layout.addWidget(self._finish_label)
 
         self.set_rank(None, winner=False)
+        self.set_preferred(False)
         self._show_finish(None, 0)
 
     # -- data ------------------------------------------------------------------------------
@@ -174,6 +184,7 @@ class SamplePanel(QFrame):
         self._shown, self._shown_text, self._finish = 0, "", None
         self._show_finish(None, 0)
         self.set_rank(None, winner=False)
+        self.set_preferred(False)
         self.set_badges({})
 
     def text(self) -> str:
@@ -200,6 +211,14 @@ class SamplePanel(QFrame):
                     border=WINNER.name() if winner else "#d3d7dd",
                 )
             )
+
+    def set_preferred(self, preferred: bool) -> None:
+        """Show whether the user's label chose this sample."""
+        self.prefer_button.setChecked(preferred)
+        self.prefer_button.setText("✓ preferred" if preferred else "prefer")
+
+    def is_preferred(self) -> bool:
+        return self.prefer_button.isChecked()
 
     def place(self) -> int | None:
         text = self._rank.text()

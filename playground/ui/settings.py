@@ -33,6 +33,8 @@ class Preferences:
     chat: bool = True
     system: str = ""
     prompt: str = "Why is the sky blue? Answer in two sentences."
+    annotator: str = ""
+    """The name saved with the labels the user gives; empty for the login name."""
 
 
 class Settings:

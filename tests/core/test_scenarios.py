@@ -224,6 +224,7 @@ DOCUMENT_KEYS = {
     "structured": {"schema", "prompt", "params", "constrained", "free"},
     "tokens": {"languages"},
     "base-vs-instruct": {"prompt", "params", "base", "instruct"},
+    "host-nondeterminism": {"prompt", "params", "others", "comparisons", "safeguards"},
 }
 
 
