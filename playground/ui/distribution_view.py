@@ -181,7 +181,7 @@ class DistributionView(QDialog):
             return
         task = self._engine.distribution(moment, TOP_BARS)
         task.finished.connect(lambda d, m=moment: self.set_distribution(m, d))
-        task.errored.connect(self._say)
+        task.errored.connect(lambda message, m=moment: self._failed(m, message))
         self.task = task.start()
 
     def set_distribution(self, moment: Moment, distribution: Distribution) -> None:
@@ -190,6 +190,11 @@ class DistributionView(QDialog):
         self.distribution = distribution
         self.heading.setText(self._heading(moment))
         self._reshape()
+
+    def _failed(self, moment: Moment, message: str) -> None:
+        if moment is self.moment:
+            self.heading.setText(self._heading(moment))
+            self._say(message)
 
     def params(self) -> SamplingParams:
         """The moment's settings with the sliders' values."""

@@ -97,7 +97,7 @@ class LogprobChart(QWidget):
         entropy_key = QLabel("below: entropy (nats)")
         entropy_key.setStyleSheet(f"color: {ENTROPY.name()};")
         header.addWidget(entropy_key)
-        kept_key = QLabel("then: tokens kept by the filters")
+        kept_key = QLabel("· tokens kept")  # short: two charts share a laptop's width
         kept_key.setStyleSheet(f"color: {KEPT.name()};")
         kept_key.setToolTip("How many tokens top-k, top-p and min-p left to draw from at each "
                             "step (log scale). 1 means the choice was forced.")

@@ -138,3 +138,14 @@ def test_a_demonstration_token_reaches_the_lab_through_the_demos_tab(qtbot):
     assert list(moment.context) == run.prompt_token_ids + [t.id for t in sample.tokens[:i]]
     assert moment.params == run.params and moment.model_path == run.model.path
     engine.shut_down()
+
+
+def test_a_token_of_another_model_says_to_load_that_model(qtbot, window: MainWindow):
+    _generate(qtbot, window)
+    moment = window.single_view.text.moment(_textual(window.run.samples[0].tokens))
+    window.show_distribution(replace(moment, model_path="/elsewhere/other-model.gguf"))
+    lab = window.distribution_view
+    qtbot.waitUntil(lambda: lab.status.isVisible(), timeout=TIMEOUT)
+    assert lab.status.text() == ("That token came from other-model.gguf; load that model to "
+                                 "see its distribution.")
+    assert lab.distribution is None and "decoding" not in lab.heading.text()
