@@ -20,7 +20,7 @@ from playground import __version__
 from playground.errors import InvalidRequestError, PlaygroundError, StreamInterrupted
 from playground.export import FORMATS
 from playground.records import TokenRecord
-from playground.sampling import SamplingParams
+from playground.sampling import SAMPLER_ORDERS, SamplingParams
 from playground.units import human_count, human_size
 
 
@@ -77,6 +77,11 @@ def _generation_options() -> argparse.ArgumentParser:
                    help="stop when the text contains this (repeatable)")
     g.add_argument("--top-logprobs", type=int, default=defaults.top_logprobs, metavar="K",
                    help=f"alternatives recorded per token (default {defaults.top_logprobs})")
+    g.add_argument("--sampler-order", choices=list(SAMPLER_ORDERS),
+                   default=defaults.sampler_order,
+                   help="when temperature applies: before top-k, top-p and min-p (Hugging Face, "
+                        "OpenAI) or after them (llama.cpp) (default "
+                        f"{defaults.sampler_order})")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.add_argument("--no-save", action="store_true", help="do not record the run in the history")
     p.add_argument("--db", type=Path, help="history database (default: in the data dir)")
@@ -116,6 +121,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     _server_options(p)
     p.set_defaults(handler=cmd_score)
+
+    p = sub.add_parser("probe", help="the probability and rank of candidate continuations")
+    p.add_argument("--model", "-m", type=Path, help="a .gguf file (default: the embedded SmolLM2)")
+    p.add_argument("--n-gpu-layers", type=int, default=0, metavar="L")
+    p.add_argument("--ctx", type=int, default=None, metavar="N")
+    p.add_argument("--threads", type=int, default=None, metavar="N")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--prompt", "-p", help="the prompt text")
+    src.add_argument("--prompt-file", type=Path, metavar="F", help="read the prompt from a file")
+    p.add_argument("--raw", action="store_true",
+                   help="send the text as it is, without the model's chat template")
+    p.add_argument("--system", "-s", help="system prompt (chat mode)")
+    p.add_argument("--prefix", default="", metavar="TEXT",
+                   help="the start of the answer that the candidates continue")
+    p.add_argument("--candidates", required=True, metavar="A,B,C",
+                   help='split on commas and kept verbatim: " Paris" (with its space) is not '
+                        '"Paris"')
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_probe)
 
     p = sub.add_parser("reward-pack",
                        help="pack a reward model's backbone GGUF and score head into one GGUF")
@@ -255,6 +279,7 @@ def _params(args: argparse.Namespace) -> SamplingParams:
         max_tokens=args.max_tokens,
         stop=tuple(args.stop),
         top_logprobs=args.top_logprobs,
+        sampler_order=args.sampler_order,
     ).validate()
 
 
@@ -482,6 +507,22 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if agreement:
         print(f"reward vs mean logprob: Kendall tau {agreement['kendall_tau']:.2f}, "
               f"same best sample: {'yes' if agreement['top_agrees'] else 'no'}")
+    return 0
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    from playground.sampling_lab import probe, probe_context, split_candidates
+
+    candidates, prompt = split_candidates(args.candidates), _prompt(args)
+    with _engine(args) as engine:
+        context = probe_context(engine, prompt, chat=not args.raw, system=args.system,
+                                prefix=args.prefix)
+        scores = probe(engine, context, candidates)
+    if args.json:
+        _print_json({"candidates": [s.to_json() for s in scores]})
+        return 0
+    for s in scores:
+        print(f"{s.logprob:9.3f}  rank {s.rank:>6}  {len(s.tokens)} token(s)  {s.text!r}")
     return 0
 
 

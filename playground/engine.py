@@ -51,6 +51,7 @@ from playground.records import (
 from playground.sampling import (
     MAX_ALTERNATIVES,
     Constraint,
+    Draw,
     GrammarConstraint,
     Sampler,
     SamplingParams,
@@ -499,12 +500,13 @@ class LocalEngine:
         while live:
             still = []
             for seq, row in zip(live, rows, strict=True):
-                token, sampling_logprob = seq.draw(row, params.top_needed, ends)
-                if token is None:
+                draw = seq.draw(row, params.top_needed, ends)
+                if draw is None:
                     yield seq.end("stop")
                     continue
                 new_tokens += 1
-                yield self._record(seq, token, row, sampling_logprob, params.top_logprobs)
+                yield self._record(seq, draw.token, row, draw.logprob, params.top_logprobs,
+                                   draw.kept)
                 end = seq.finished(stops, params.max_tokens)
                 if end is None:
                     still.append(seq)
@@ -550,6 +552,16 @@ class LocalEngine:
                 records.append(self._record(seq, everything[start + i + 1], row, math.nan,
                                             top_logprobs))
         return records
+
+    def next_logits(self, tokens: list[int]) -> np.ndarray:
+        """The raw logits (a copy) of the token that would follow `tokens`: the full
+        distribution at one moment of a generation, for the sampling lab. The KV cells of the
+        prefix it shares with the last prompt are kept, so a moment of the last run costs a
+        decode of the tokens after its prompt, and the next run reuses this one's cells."""
+        self._check_fits(len(tokens), 1, 1)
+        ctx = self._context(len(tokens) + 1)
+        self._decode_prompt(ctx, tokens, self._reuse_prefix(ctx, tokens), lambda: False)
+        return ctx.logits(-1).copy()
 
     # -- internals -------------------------------------------------------------------------
 
@@ -635,7 +647,8 @@ class LocalEngine:
         return [ctx.logits(j) for j in range(len(live))]
 
     def _record(
-        self, seq: _Sequence, token: int, row: np.ndarray, sampling_logprob: float, k: int
+        self, seq: _Sequence, token: int, row: np.ndarray, sampling_logprob: float, k: int,
+        kept: int = 0,
     ) -> TokenRecord:
         stats = raw_stats(row, token, k)
         token_bytes = self.model.token_bytes  # the hot path: one lookup, not one per alternative
@@ -655,6 +668,7 @@ class LocalEngine:
                             float(lp))
                 for i, lp in zip(stats.top_ids, stats.top_logprobs, strict=True)
             ),
+            kept=kept,
         )
 
 
@@ -672,20 +686,19 @@ class _Sequence:
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
 
     def draw(self, row: np.ndarray, top_needed: int,
-             ends: Callable[[int], bool]) -> tuple[int | None, float]:
-        """Draw the next token from `row` and accept it: (token, its sampling logprob), or
-        (None, nan) where the sample ends instead (end of generation, or a constraint that
-        allows nothing more)."""
+             ends: Callable[[int], bool]) -> Draw | None:
+        """Draw the next token from `row` and accept it, or None where the sample ends instead
+        (end of generation, or a constraint that allows nothing more)."""
         allowed = row if self.constraint is None else self.constraint.apply(row, top_needed)
         if self.constraint is not None and not np.isfinite(allowed).any():
-            return None, math.nan
-        token, sampling_logprob = self.sampler.sample(allowed)
-        if ends(token):
-            return None, math.nan
-        self.sampler.accept(token)
+            return None
+        draw = self.sampler.sample(allowed)
+        if ends(draw.token):
+            return None
+        self.sampler.accept(draw.token)
         if self.constraint is not None:
-            self.constraint.accept(token)
-        return token, sampling_logprob
+            self.constraint.accept(draw.token)
+        return draw
 
     def finished(self, stops: list[bytes], max_tokens: int) -> SampleEnd | None:
         """How the sample ends after its last token (a stop string, the length), or None."""

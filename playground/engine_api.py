@@ -1,9 +1,9 @@
 """What every engine offers: the interface the GUI, the CLI, scoring and the demonstrations use.
 
 The local llama.cpp engine (`playground.engine.LocalEngine`) is the first implementation; the
-engine that talks to a server (`playground.remote.RemoteEngine`) is the second. Engines differ in what they can give, so callers ask
-`capabilities` instead of assuming: a server may cap the alternatives at 20, compute entropy
-from the top k only, or have no teacher forcing or grammar.
+engine that talks to a server (`playground.remote.RemoteEngine`) is the second. Engines differ
+in what they can give, so callers ask `capabilities` instead of assuming: a server may cap the
+alternatives at 20, compute entropy from the top k only, or have no teacher forcing or grammar.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
+
+import numpy as np
 
 from playground.errors import UnsupportedModelError
 from playground.gguf_file import ModelInfo
@@ -93,6 +95,11 @@ class Engine(Protocol):
     def teacher_force(self, prompt: list[int], tokens: list[int],
                       top_logprobs: int = 0) -> list[TokenRecord]:
         """Score `tokens` after `prompt` token by token (capability `teacher_forcing`)."""
+        ...
+
+    def next_logits(self, tokens: list[int]) -> np.ndarray:
+        """The raw logits row of the token after `tokens`, over the whole vocabulary (the
+        sampling lab reshapes it); needs capability `exact_entropy`, a full row."""
         ...
 
     def grammar_constraint(self, gbnf: str) -> Callable[[], Constraint]:

@@ -298,6 +298,7 @@ def params_record(params: SamplingParams) -> dict[str, Any]:
         "max_tokens": params.max_tokens,
         "stop_json": json.dumps(list(params.stop), ensure_ascii=False),
         "top_logprobs": params.top_logprobs,
+        "sampler_order": params.sampler_order,
     }
 
 
@@ -413,6 +414,7 @@ def _tokens_record(tokens: Sequence[TokenRecord]) -> dict[str, Any]:
         "sampling_logprobs": [json_float(t.sampling_logprob) for t in tokens],
         "ranks": [t.rank for t in tokens],
         "entropies": [json_float(t.entropy) for t in tokens],
+        "kept": [t.kept for t in tokens],
         "top_ids": [[a.id for a in t.top] for t in tokens],
         "top_texts": [[a.text for a in t.top] for t in tokens],
         "top_logprobs": [[json_float(a.logprob) for a in t.top] for t in tokens],
@@ -451,7 +453,8 @@ def _write_csv(f: IO[str], items: list[_Item], each: Iterator[_Item],
         *(f"rank:{method}" for method in methods),
         "vote_answer", "model_name", "model_path", "model_sha256",
         "temperature", "top_k", "top_p", "min_p", "repeat_penalty", "repeat_last_n",
-        "base_seed", "max_tokens", "stop", "top_logprobs", "finished", "seconds",
+        "base_seed", "max_tokens", "stop", "top_logprobs", "sampler_order", "finished",
+        "seconds",
     ]
     out = csv.writer(f)
     # A byte-order mark makes spreadsheet programs read the file as UTF-8.
@@ -477,7 +480,8 @@ def _write_csv(f: IO[str], items: list[_Item], each: Iterator[_Item],
                 item.sha256,
                 p.temperature, p.top_k, p.top_p, p.min_p, p.repeat_penalty, p.repeat_last_n,
                 p.seed, p.max_tokens, json.dumps(list(p.stop), ensure_ascii=False),
-                p.top_logprobs, run.finished, run.stats.seconds if run.stats else "",
+                p.top_logprobs, p.sampler_order, run.finished,
+                run.stats.seconds if run.stats else "",
             ])
             count += 1
     return count
@@ -837,6 +841,7 @@ _TOKENS = {
     "ids": [_ID], "texts": [_TOKEN_STR], "bytes_hex": [_STR], "logprobs": [_FLOAT],
     "sampling_logprobs": [_FLOAT], "ranks": [_ID], "entropies": [_FLOAT], "top_ids": [[_ID]],
     "top_texts": [[_TOKEN_STR]], "top_logprobs": [[_FLOAT]],
+    "kept": _optional([_ID]),  # files of earlier versions have none: kept 0, not recorded
 }
 _MODEL_TYPES = {"str": _STR, "int": _INT, "bool": _BOOL}  # ModelInfo's annotations, as text
 _LINE: dict[str, Any] = {
@@ -853,7 +858,8 @@ _LINE: dict[str, Any] = {
         for f in fields(ModelInfo) if f.name not in ("name", "path")}},
     "params": {"temperature": _FLOAT, "top_k": _INT, "top_p": _FLOAT, "min_p": _FLOAT,
                "repeat_penalty": _FLOAT, "repeat_last_n": _INT, "seed": _INT,
-               "max_tokens": _INT, "stop_json": _STR, "top_logprobs": _INT},
+               "max_tokens": _INT, "stop_json": _STR, "top_logprobs": _INT,
+               "sampler_order": _optional(_STR)},
     "prompt_token_ids": [_ID],
     "stats": {"finished": _BOOL, "prompt_tokens": _INT, "new_tokens": _INT,
               "seconds": _FLOAT},
@@ -1026,7 +1032,7 @@ def _tokens_back(number: int, index: int, t: dict[str, Any]) -> list[TokenRecord
             sample=index, position=i, id=t["ids"][i], bytes=token_bytes[i],
             text=t["texts"][i], logprob=_float_back(t["logprobs"][i]),
             sampling_logprob=_float_back(t["sampling_logprobs"][i]), rank=t["ranks"][i],
-            entropy=_float_back(t["entropies"][i]),
+            entropy=_float_back(t["entropies"][i]), kept=t["kept"][i] if "kept" in t else 0,
             top=tuple(
                 Alternative(a, text, _float_back(lp))
                 for a, text, lp in zip(t["top_ids"][i], t["top_texts"][i], t["top_logprobs"][i],

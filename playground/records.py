@@ -58,6 +58,10 @@ class TokenRecord:
     """Entropy of the raw distribution at this position, in nats."""
     top: tuple[Alternative, ...]
     """The most likely tokens at this position, most likely first."""
+    kept: int = 0
+    """How many tokens the sampling filters left to draw from at this position (the whole
+    vocabulary when they are off, 1 when greedy); 0 where nothing was drawn (teacher forcing)
+    or it was not recorded (runs and imports of older versions)."""
 
     @property
     def prob(self) -> float:
@@ -72,6 +76,7 @@ class TokenRecord:
             "sampling_logprob": json_float(self.sampling_logprob),
             "rank": self.rank,
             "entropy": json_float(self.entropy),
+            "kept": self.kept,
             "top": [alt.to_json() for alt in self.top],
         }
 

@@ -39,6 +39,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from playground.chat import chat_messages, render_chat
 from playground.engine import MAX_SAMPLES, _Sequence
 from playground.engine_api import Capabilities
@@ -51,7 +53,7 @@ from playground.errors import (
 )
 from playground.gguf_file import ModelInfo
 from playground.records import Alternative, Event, Run, RunEnd, RunStats, TokenRecord
-from playground.sampling import MAX_ALTERNATIVES, Constraint, SamplingParams
+from playground.sampling import MAX_ALTERNATIVES, SAMPLER_ORDERS, Constraint, SamplingParams
 
 DEFAULT_TIMEOUT = 60.0
 """Seconds a server may stay silent (to connect, or between two events of a stream)."""
@@ -67,6 +69,9 @@ MERGED_NOTICE = (
     "text is right but a sample has fewer records than tokens (and its logprob scores miss "
     "theirs)")
 """Said once an engine has seen it (characters of CJK, Hindi, Arabic, emoji often split)."""
+LLAMA_SAMPLERS = {"temperature": "temperature", "top-k": "top_k", "top-p": "top_p",
+                  "min-p": "min_p"}
+"""The sampling steps by llama-server's names for them (its `samplers` list)."""
 BUFFERED_SECONDS = 0.5
 """A stream silent this long and then delivered in one burst went through a buffering proxy."""
 
@@ -482,6 +487,10 @@ class RemoteEngine:
         self._capabilities.require("grammar", "a grammar")
         raise AssertionError("unreachable")
 
+    def next_logits(self, tokens: list[int]) -> np.ndarray:
+        self._capabilities.require("exact_entropy", "the whole distribution at a position")
+        raise AssertionError("unreachable")
+
     def teacher_force(self, prompt: list[int], tokens: list[int],
                       top_logprobs: int = 0) -> list[TokenRecord]:
         self._capabilities.require("teacher_forcing", "scoring a given continuation")
@@ -499,6 +508,11 @@ class RemoteEngine:
             raise InvalidRequestError(f"N must be between 1 and {MAX_SAMPLES}, not {n}")
         if not prompt:
             raise InvalidRequestError("the prompt is empty")
+        if not self.native and params.sampler_order != "temperature-first":
+            raise InvalidRequestError(
+                f"{self.server.url} is an OpenAI-compatible server, whose order of the sampling "
+                "filters is its own: the temperature-last order needs llama-server or a local "
+                "model")
         limit = self._capabilities.max_alternatives
         if params.top_logprobs > limit:
             raise InvalidRequestError(f"{self.server.url} gives at most {limit} alternatives "
@@ -547,9 +561,9 @@ class RemoteEngine:
         if self.native:
             body.update(prompt=run.prompt_token_ids, n_predict=p.max_tokens,
                         n_probs=max(p.top_logprobs, ENTROPY_ALTERNATIVES), cache_prompt=True,
-                        # Our order (penalty, temperature, then the filters on the tempered
-                        # distribution); llama-server's default puts temperature last.
-                        samplers=["penalties", "temperature", "top_k", "top_p", "min_p"])
+                        # The run's order of the filters, in llama.cpp's names.
+                        samplers=["penalties", *(LLAMA_SAMPLERS[step]
+                                                 for step in SAMPLER_ORDERS[p.sampler_order])])
             return _Request(first, body, "/completion")
         k = max(p.top_logprobs, 1)
         body.update(model=self.model_id, max_tokens=p.max_tokens)

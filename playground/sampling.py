@@ -7,10 +7,14 @@ Two distributions matter for every token, and they are different things:
   penalty, temperature, top-k, top-p and min-p. `sampling_logprob` is the chosen token's log
   probability under it.
 
-The filters are applied in the order most APIs document (Hugging Face, OpenAI): penalty, then
-temperature, then top-k, top-p and min-p on the tempered distribution. Sampling happens here in
-numpy rather than in llama.cpp's sampler chain because the kept candidates and their renormalised
-probabilities are needed anyway to report `sampling_logprob`.
+The order of the steps is a setting (`SamplingParams.sampler_order`). The default is the one most
+APIs document (Hugging Face, OpenAI): penalty, then temperature, then top-k, top-p and min-p on
+the tempered distribution. llama.cpp's chain puts temperature last: top-k, top-p and min-p cut at
+temperature 1, and temperature only reshapes what they kept. `filter_steps` is the one chain: the
+sampler draws from its last step, and the sampling lab (`playground.sampling_lab`) reads every
+step to tell which filter cut which token. Sampling happens here in numpy rather than in
+llama.cpp's sampler chain because the kept candidates and their renormalised probabilities are
+needed anyway to report `sampling_logprob` and `kept`.
 """
 
 from __future__ import annotations
@@ -20,8 +24,9 @@ import math
 import secrets
 import weakref
 from collections import deque
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, fields, replace
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import llama_cpp
 import numpy as np
@@ -44,6 +49,12 @@ MAX_ALTERNATIVES = 100
 """The most alternatives a token may record (top-logprobs)."""
 MAX_COUNT = 2**31 - 1
 """The largest top-k, repeat-last-n and max tokens accepted (llama.cpp counts in int32)."""
+SAMPLER_ORDERS: dict[str, tuple[str, ...]] = {
+    "temperature-first": ("temperature", "top-k", "top-p", "min-p"),
+    "temperature-last": ("top-k", "top-p", "min-p", "temperature"),
+}
+"""The steps after the repetition penalty, by `SamplingParams.sampler_order`: temperature first
+as Hugging Face and OpenAI-style APIs (and this app by default), or last as llama.cpp's chain."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +81,8 @@ class SamplingParams:
     """Stop when the text contains any of these; the stop string itself is not kept."""
     top_logprobs: int = 10
     """How many alternatives to record for every token."""
+    sampler_order: str = "temperature-first"
+    """When temperature applies: a key of `SAMPLER_ORDERS`. "temperature-last" is llama.cpp's."""
 
     def validate(self) -> SamplingParams:
         """These parameters as they will be used, or InvalidRequestError naming what is wrong.
@@ -95,6 +108,9 @@ class SamplingParams:
             raise InvalidRequestError("stop strings must be texts")
         if not all(self.stop):
             raise InvalidRequestError("stop strings must not be empty")
+        if not isinstance(self.sampler_order, str) or self.sampler_order not in SAMPLER_ORDERS:
+            raise InvalidRequestError(f"sampler order must be {' or '.join(SAMPLER_ORDERS)}, "
+                                      f"not {_shown(self.sampler_order)}")
         if 0 < self.temperature < MIN_TEMPERATURE:
             return replace(self, temperature=0.0)
         return self
@@ -311,6 +327,65 @@ class GrammarConstraint:
         self._mask = None
 
 
+def penalized(logits: np.ndarray, params: SamplingParams, history: Iterable[int]) -> np.ndarray:
+    """The logits after the repetition penalty on the tokens of `history` (the row itself when
+    the penalty is off): divided when positive, multiplied when negative, as llama.cpp does."""
+    seen = set(history) if params.repeat_penalty != 1.0 and params.repeat_last_n else set()
+    if not seen:
+        return logits
+    ids = np.fromiter(seen, dtype=np.intp)
+    scores = logits.copy()
+    values = scores[ids]
+    penalty = params.repeat_penalty
+    scores[ids] = np.where(values > 0, values / penalty, values * penalty)
+    return scores
+
+
+def filter_steps(
+    scores: np.ndarray, params: SamplingParams
+) -> Iterator[tuple[str, np.ndarray | None, np.ndarray]]:
+    """The candidates after each step of the chain that changes them, in `params.sampler_order`.
+
+    Yields (step, ids, values): `ids` the tokens still in (None: the whole vocabulary, in id
+    order), `values` their scores at that point, divided by the temperature once it has run. A
+    temperature of 0 is one step, "greedy", that keeps the most likely token. The last step
+    yielded is what is drawn from: `softmax(values)` over `ids`. Filters that are off are not
+    yielded, and the set only shrinks from one step to the next.
+    """
+    p = params
+    if p.temperature == 0:
+        best = int(np.argmax(scores))
+        yield "greedy", np.array([best]), scores[best : best + 1]
+        return
+    ids: np.ndarray | None = None
+    values = scores
+    for step in SAMPLER_ORDERS[p.sampler_order]:
+        if step == "temperature":
+            values = values / np.float32(p.temperature)
+            yield step, ids, values
+            continue
+        if step == "top-k" and 0 < p.top_k < values.shape[0]:
+            chosen = top_indices(values, p.top_k)
+        elif step == "top-p" and p.top_p < 1.0:
+            chosen = _top_p(values, p.top_p, whole=ids is None)
+        elif step == "min-p" and p.min_p > 0:
+            # Weights are relative to the most likely token, so min-p is a plain threshold.
+            chosen = np.flatnonzero(np.exp(values - float(values.max())) >= p.min_p)
+        else:
+            continue
+        ids = chosen if ids is None else ids[chosen]
+        values = values[chosen]
+        yield step, ids, values
+
+
+class Draw(NamedTuple):
+    token: int
+    logprob: float
+    """Under the sampling distribution."""
+    kept: int
+    """How many tokens the filters left to draw from."""
+
+
 @dataclass
 class Sampler:
     """The sampling state of one sequence: its random generator and its recent tokens."""
@@ -329,55 +404,41 @@ class Sampler:
 
     def candidates(self, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The sampling distribution: kept token ids, most likely first, and their logprobs."""
-        ids, weights = self._kept(logits)
+        ids, weights, _ = self._kept(logits)
         if ids is None:
             ids = np.arange(weights.shape[0])
         order = np.argsort(-weights, kind="stable")
         return ids[order], np.log(weights[order] / weights.sum(dtype=np.float64))
 
-    def sample(self, logits: np.ndarray) -> tuple[int, float]:
-        """Draw the next token; return it with its logprob under the sampling distribution."""
-        ids, weights = self._kept(logits)
+    def sample(self, logits: np.ndarray) -> Draw:
+        """Draw the next token, with its logprob under the sampling distribution."""
+        ids, weights, kept = self._kept(logits)
         if weights.shape[0] == 1:
-            return int(ids[0]), 0.0
+            return Draw(int(ids[0]), 0.0, 1)
         index = _draw(weights, self.rng.random())
         total = float(weights.sum(dtype=np.float64))
         token = index if ids is None else int(ids[index])
-        return token, math.log(float(weights[index]) / total)
+        return Draw(token, math.log(float(weights[index]) / total), kept)
 
-    def _kept(self, logits: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
-        """Kept ids (None: the whole vocabulary, in id order) and their unnormalised weights."""
-        p = self.params
-        scores = logits
-        if p.repeat_penalty != 1.0 and p.repeat_last_n and self.history:
-            seen = np.fromiter(set(self.history), dtype=np.intp)
-            scores = logits.copy()
-            values = scores[seen]
-            penalty = p.repeat_penalty
-            scores[seen] = np.where(values > 0, values / penalty, values * penalty)
-        if p.temperature == 0:
-            return np.array([int(np.argmax(scores))]), np.ones(1)
-        tempered = scores / np.float32(p.temperature)
-        peak = float(tempered.max())
-        ids: np.ndarray | None
-        if 0 < p.top_k < tempered.shape[0]:
-            ids = top_indices(tempered, p.top_k, peak)
-            weights = np.exp(tempered[ids] - peak)
-            if p.top_p < 1.0:
-                cumulative = np.cumsum(weights, dtype=np.float64)
-                keep = int(np.searchsorted(cumulative, p.top_p * cumulative[-1])) + 1
-                ids, weights = ids[:keep], weights[:keep]
-        else:
-            weights = np.exp(tempered - peak)
-            ids = None if p.top_p >= 1.0 else _nucleus(tempered, weights, peak, p.top_p)
-            if ids is not None:
-                weights = weights[ids]
-        if p.min_p > 0:
-            # Weights are relative to the most likely token, so min-p is a plain threshold.
-            mask = weights >= p.min_p
-            ids = np.flatnonzero(mask) if ids is None else ids[mask]
-            weights = weights[mask]
-        return ids, weights
+    def _kept(self, logits: np.ndarray) -> tuple[np.ndarray | None, np.ndarray, int]:
+        """Kept ids (None: the whole vocabulary, in id order), their unnormalised weights, and
+        how many they are (not counting the -inf tokens of a constraint, never candidates)."""
+        *_, (_, ids, values) = filter_steps(penalized(logits, self.params, self.history),
+                                            self.params)
+        return ids, np.exp(values - float(values.max())), int(np.count_nonzero(values > -np.inf))
+
+
+def _top_p(values: np.ndarray, top_p: float, *, whole: bool) -> np.ndarray:
+    """Indices into `values` of the top-p set: the fewest most likely tokens holding top_p of
+    the mass. A few candidates are sorted; the whole vocabulary goes through `_nucleus`."""
+    peak = float(values.max())
+    weights = np.exp(values - peak)
+    if whole:
+        return _nucleus(values, weights, peak, top_p)
+    order = np.argsort(-values, kind="stable")
+    cumulative = np.cumsum(weights[order], dtype=np.float64)
+    keep = int(np.searchsorted(cumulative, top_p * cumulative[-1])) + 1
+    return order[:keep]
 
 
 def _nucleus(tempered: np.ndarray, weights: np.ndarray, peak: float, top_p: float) -> np.ndarray:

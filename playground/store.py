@@ -190,9 +190,9 @@ SCHEMA_VERSION = len(MIGRATIONS)
 # ---------------------------------------------------------------------------------------------
 # Token blobs
 
-_BLOB_MAGIC = b"PGT1"
-_SECTIONS = 16
-_BLOB_HEADER = struct.Struct(f"<4sqq{_SECTIONS}Q")
+_BLOB_MAGIC = b"PGT2"
+_BLOB_HEADERS = {b"PGT1": struct.Struct("<4sqq16Q"), b"PGT2": struct.Struct("<4sqq17Q")}
+"""By magic: the header of each blob format. PGT2 added `kept` (PGT1 blobs read as kept 0)."""
 
 
 def encode_tokens(tokens: Sequence[TokenRecord]) -> bytes:
@@ -202,8 +202,8 @@ def encode_tokens(tokens: Sequence[TokenRecord]) -> bytes:
     rank int32; the token bytes as lengths int32 + one joined blob; the texts likewise (UTF-8);
     per token the number of alternatives int32, then for every alternative an index int32 into
     a table of distinct (id, text) pairs and its logprob float64; the table's ids int32 and texts
-    (lengths + joined UTF-8); and the positions int32, left empty when they simply count up from
-    the first one (always, for the engine's runs).
+    (lengths + joined UTF-8); the positions int32, left empty when they simply count up from
+    the first one (always, for the engine's runs); and kept int32.
     """
     n = len(tokens)
     start = tokens[0].position if tokens else 0
@@ -236,23 +236,26 @@ def encode_tokens(tokens: Sequence[TokenRecord]) -> bytes:
         _array([len(b) for b in alt_texts], "<i4"),
         b"".join(alt_texts),
         b"" if counting else _array(positions, "<i4"),
+        _array([t.kept for t in tokens], "<i4"),
     ]
-    header = _BLOB_HEADER.pack(_BLOB_MAGIC, n, start, *(len(s) for s in sections))
+    header = _BLOB_HEADERS[_BLOB_MAGIC].pack(_BLOB_MAGIC, n, start, *(len(s) for s in sections))
     return header + b"".join(sections)
 
 
 def decode_tokens(blob: bytes, sample: int) -> list[TokenRecord]:
     """The inverse of `encode_tokens`; `sample` is the index the records belong to."""
-    magic, n, start, *lengths = _BLOB_HEADER.unpack_from(blob)
-    if magic != _BLOB_MAGIC:
+    header = _BLOB_HEADERS.get(bytes(blob[:4]))
+    if header is None:
         raise StoreDamagedError("a sample's token data is damaged (unknown format)")
+    _, n, start, *lengths = header.unpack_from(blob)
     sections = []
-    offset = _BLOB_HEADER.size
+    offset = header.size
     for length in lengths:
         sections.append(blob[offset : offset + length])
         offset += length
     (ids, logprobs, sampling, entropies, ranks, byte_lens, byte_blob, text_lens, text_blob,
-     counts, refs, top_lps, alt_ids, alt_lens, alt_blob, positions) = sections
+     counts, refs, top_lps, alt_ids, alt_lens, alt_blob, positions, *kept) = sections
+    kept_l = _list(kept[0], "<i4") if kept else [0] * n
     ids_l = _list(ids, "<i4")
     logprobs_l = _list(logprobs, "<f8")
     sampling_l = _list(sampling, "<f8")
@@ -276,7 +279,7 @@ def decode_tokens(blob: bytes, sample: int) -> list[TokenRecord]:
         records.append(TokenRecord(
             sample=sample, position=positions_l[i], id=ids_l[i], bytes=token_bytes[i],
             text=texts[i], logprob=logprobs_l[i], sampling_logprob=sampling_l[i],
-            rank=ranks_l[i], entropy=entropies_l[i], top=top,
+            rank=ranks_l[i], entropy=entropies_l[i], top=top, kept=kept_l[i],
         ))
     return records
 

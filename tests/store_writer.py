@@ -88,6 +88,7 @@ def synthetic_events(
         ranks = rng.integers(1, 5, size=count)
         alt_ids = np.minimum(rng.zipf(1.3, size=(count, k)) - 1, VOCAB_SIZE - 1)
         alt_lps = np.sort(-rng.exponential(2.0, size=(count, k)), axis=1)[:, ::-1]
+        kept = rng.integers(1, 50, size=count)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         records = []
         for i in range(count):
@@ -96,7 +97,7 @@ def synthetic_events(
             records.append(TokenRecord(
                 sample=index, position=i, id=token, bytes=data, text=decoder.decode(data),
                 logprob=float(logprobs[i]), sampling_logprob=float(sampling[i]),
-                rank=int(ranks[i]), entropy=float(entropies[i]),
+                rank=int(ranks[i]), entropy=float(entropies[i]), kept=int(kept[i]),
                 top=tuple(
                     Alternative(int(a), piece(int(a)).decode("utf-8", "replace"), float(lp))
                     for a, lp in zip(alt_ids[i], alt_lps[i], strict=True)

@@ -104,6 +104,7 @@ class Side:
         name = Path(run.model.path).stem
         self.title.setText(f"{self._role}: {name}")
         self.title.setToolTip(run.model.name)
+        self.text.set_context(run.prompt_token_ids, run.params, run.model.path)
         self.text.set_tokens(tokens)
         self.ending.setText({
             "stop": f"It ended on its own after {len(tokens)} tokens.",

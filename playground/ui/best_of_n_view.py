@@ -68,6 +68,8 @@ class BestOfNView(QWidget):
     """The method picked in the ranking selector (by the user or `set_method`)."""
     alternative_clicked = Signal(int, int, int)
     """(sample index, token position, alternative token id), clicked in a token's popup."""
+    moment_clicked = Signal(object)
+    """A token was clicked in a panel: its `Moment`."""
     sample_preferred = Signal(int)
     """The user labelled this sample the best of the run (its panel's "prefer")."""
     ranked = Signal(list)
@@ -223,10 +225,12 @@ class BestOfNView(QWidget):
             panel = SamplePanel(index, self._grid)
             panel.hovered.connect(self._panel_hovered)
             panel.alternative_clicked.connect(self.alternative_clicked)
+            panel.text_view.moment_clicked.connect(self.moment_clicked)
             panel.preferred.connect(self.sample_preferred)
             self._panels.append(panel)
         for panel in self._panels:
             panel.text_view.exact_entropy = exact
+            panel.text_view.set_context(run.prompt_token_ids, run.params, run.model.path)
         self._signature = None
         self._overlay_drawn = 0.0
         self._ranked = False

@@ -57,6 +57,8 @@ INTERRUPTED, RUNNING = QColor("#b45309"), QColor("#1f6feb")
 
 # Series in charts.
 ENTROPY = QColor("#6a51a3")
+KEPT = QColor("#3a8f5c")
+"""How many tokens the sampling filters kept; the kept share in the sampling lab."""
 PER_WORD, PER_CHARACTER = QColor("#1f6feb"), QColor("#e8833a")
 TOKEN_CHIPS = (QColor("#dbe8ff"), QColor("#ffe3c2"))
 """Alternating backgrounds that show where one token ends and the next begins."""

@@ -37,6 +37,7 @@ from playground.ui.demo_view import DemoView
 from playground.ui.demo_views import VIEWS
 from playground.ui.engine_thread import EngineThread, Job
 from playground.ui.tasks import Task
+from playground.ui.token_view import TokenView
 
 PRESENTING_CHART_SCALE = 1.4
 """How much larger chart text is in presentation mode (less than the stylesheet's ~1.7x: tick
@@ -45,6 +46,8 @@ labels must still fit side by side)."""
 
 class DemosTab(QWidget):
     presenting_changed = Signal(bool)
+    moment_clicked = Signal(object)
+    """A token was clicked in a demonstration: its `Moment`, for the sampling lab."""
 
     def __init__(self, engine: EngineThread, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -64,6 +67,8 @@ class DemosTab(QWidget):
             view = VIEWS[demo]()
             self.views[demo] = view
             view.job_requested.connect(lambda job, v=view: self._request(v, job))
+            for text in view.findChildren(TokenView):
+                text.moment_clicked.connect(self.moment_clicked)
             scroll = QScrollArea()
             scroll.setWidget(view)
             scroll.setWidgetResizable(True)

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from playground.engine import BackendInfo, backend_info, load
 from playground.engine_api import Capabilities, Engine
 from playground.errors import PlaygroundError
@@ -26,7 +28,8 @@ from playground.gguf_file import ModelInfo
 from playground.records import Event, RewardModelIdentity, Run, RunEnd, RunStats
 from playground.remote import RemoteEngine
 from playground.reward import RewardModel, open_reward_model
-from playground.sampling import SamplingParams
+from playground.sampling import SamplingParams, top_indices
+from playground.sampling_lab import CandidateScore, Moment, probe
 from playground.store import RunWriter, Store
 from playground.ui.tasks import Executor, IsCancelled, Progress, Task
 
@@ -78,6 +81,18 @@ class RewardOpened:
     description: str
     memory_bytes: int
     """Memory the reward model holds itself: 0 for the judge, which is the loaded model."""
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """What a distribution task returns: the row, and the tokens to draw as bars."""
+
+    logits: np.ndarray
+    """The raw logits over the whole vocabulary."""
+    shown: tuple[int, ...]
+    """The most likely tokens, most likely first, then the drawn token if it is not among them."""
+    texts: dict[int, str]
+    """The text of each shown token."""
 
 
 @dataclass(frozen=True)
@@ -192,6 +207,30 @@ class EngineThread:
 
         return self._task("score", work)
 
+    def distribution(self, moment: Moment, top: int) -> Task:
+        """The full logits row at `moment`, by re-decoding its context with the loaded model
+        (which must be the model that drew it); returns a Distribution."""
+
+        def work(_progress: Progress, _cancelled: IsCancelled) -> Distribution:
+            engine = self._model_of(moment)
+            logits = engine.next_logits(list(moment.context))
+            ids = [int(i) for i in top_indices(logits, top)]
+            if moment.drawn.id not in ids:
+                ids.append(moment.drawn.id)
+            texts = {i: engine.token_bytes(i).decode("utf-8", errors="replace") for i in ids}
+            return Distribution(logits, tuple(ids), texts)
+
+        return self._task("decode the prefix", work)
+
+    def probe(self, moment: Moment, candidates: list[str]) -> Task:
+        """Score continuations of `moment`'s context (see `sampling_lab.probe`); returns a
+        list of CandidateScore."""
+
+        def work(_progress: Progress, _cancelled: IsCancelled) -> list[CandidateScore]:
+            return probe(self._model_of(moment), list(moment.context), candidates)
+
+        return self._task("score a candidate", work)
+
     def job(self, job: Job) -> Task:
         """Run a demonstration's job; returns its result."""
 
@@ -206,6 +245,13 @@ class EngineThread:
         if self._engine is None:
             raise PlaygroundError("Load a model first.")
         return self._engine
+
+    def _model_of(self, moment: Moment) -> Engine:
+        engine = self._loaded()
+        if Path(engine.path).resolve() != Path(moment.model_path).resolve():
+            raise PlaygroundError(f"That token came from {Path(moment.model_path).name}; load "
+                                  "that model to see its distribution.")
+        return engine
 
     def _record(self, run: Run) -> tuple[RunWriter | None, str]:
         """Start recording the run; a history that fails is reported, and generation goes on."""

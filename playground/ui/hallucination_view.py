@@ -488,6 +488,9 @@ class HallucinationView(DemoView):
             return
         branch = self.branches[item.data(0, Qt.ItemDataRole.UserRole)]
         sample = branch.sample
+        run = self._snowball_run
+        if run is not None:
+            self.branch_view.set_context(run.prompt_token_ids, run.params, run.model.path)
         self.branch_view.set_tokens(fitted_tokens(sample.tokens, sample.text))
         forced = forced_tokens(branch)
         if forced:

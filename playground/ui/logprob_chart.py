@@ -6,6 +6,7 @@ All three take plain records by method call and update plot items made once in t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -16,7 +17,7 @@ from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidg
 
 from playground.analysis import Divergence, first_divergence
 from playground.records import Sample, TokenRecord
-from playground.ui.colors import ENTROPY, probability_color, sample_color
+from playground.ui.colors import ENTROPY, KEPT, probability_color, sample_color
 
 pg.setConfigOptions(antialias=True, background="w", foreground="k")
 
@@ -78,7 +79,8 @@ ENTROPY_BOUND_KEY = "below: entropy, at least (nats; top alternatives only)"
 
 
 class LogprobChart(QWidget):
-    """One sample, token by token: probability (or logprob) bars above, entropy below."""
+    """One sample, token by token: probability (or logprob) bars above, entropy below it, and
+    at the bottom how many tokens the sampling filters kept (a log scale: 1 to the vocabulary)."""
 
     token_hovered = Signal(int)
     """The token index under the mouse; -1 when the mouse leaves the plots."""
@@ -99,14 +101,21 @@ class LogprobChart(QWidget):
         self._entropy_key = QLabel(ENTROPY_KEY)
         self._entropy_key.setStyleSheet(f"color: {ENTROPY.name()};")
         header.addWidget(self._entropy_key)
+        kept_key = QLabel("· tokens kept")  # short: two charts share a laptop's width
+        kept_key.setStyleSheet(f"color: {KEPT.name()};")
+        kept_key.setToolTip("How many tokens top-k, top-p and min-p left to draw from at each "
+                            "step (log scale). 1 means the choice was forced.")
+        header.addWidget(kept_key)
 
         self._graphics = pg.GraphicsLayoutWidget()
         self._graphics.ci.setSpacing(2)
         self._values_plot = self._graphics.addPlot(row=0, col=0)
         self._entropy_plot = self._graphics.addPlot(row=1, col=0)
+        self._kept_plot = self._graphics.addPlot(row=2, col=0)
         self._graphics.ci.layout.setRowStretchFactor(0, 2)
         self._graphics.ci.layout.setRowStretchFactor(1, 1)
-        for plot in (self._values_plot, self._entropy_plot):
+        self._graphics.ci.layout.setRowStretchFactor(2, 1)
+        for plot in (self._values_plot, self._entropy_plot, self._kept_plot):
             plot.setMenuEnabled(False)
             plot.hideButtons()
             # Zooming along the tokens helps with long samples; the y ranges are meaningful.
@@ -115,8 +124,15 @@ class LogprobChart(QWidget):
             plot.getAxis("left").setWidth(AXIS_WIDTH)
         self._values_plot.getAxis("bottom").setStyle(showValues=False)
         self._entropy_plot.setXLink(self._values_plot)
-        self._entropy_plot.setLabel("bottom", "token")
+        self._entropy_plot.getAxis("bottom").setStyle(showValues=False)
         self._entropy_plot.setLabel("left", "H")
+        self._kept_plot.setXLink(self._values_plot)
+        self._kept_plot.setLabel("bottom", "token")
+        self._kept_plot.setLabel("left", "kept")
+        # log10 of the count on a plain axis, labelled with powers of ten: pyqtgraph's log mode
+        # crowds a plot this short with minor ticks.
+        self._kept_plot.getAxis("left").setTicks(
+            [list(enumerate(("1", "10", "100", "1k", "10k", "100k", "1M"))), []])
 
         self.bars = pg.BarGraphItem(x=[], height=[], width=0.8, pen=None, brush="#cccccc")
         self._values_plot.addItem(self.bars)
@@ -128,12 +144,16 @@ class LogprobChart(QWidget):
         )
         self._entropy_plot.addItem(self.entropy_curve)
         self._entropy_plot.setYRange(0, 1, padding=0)
+        self.kept_curve = pg.PlotDataItem(pen=pg.mkPen(KEPT, width=1.5))
+        self._kept_plot.addItem(self.kept_curve)
 
         self._value_line = pg.InfiniteLine(angle=90, movable=False, pen=_MARKER_PEN)
         self._entropy_line = pg.InfiniteLine(angle=90, movable=False, pen=_MARKER_PEN)
+        self._kept_line = pg.InfiniteLine(angle=90, movable=False, pen=_MARKER_PEN)
         self._label = pg.TextItem(color="k", fill=_LABEL_FILL, border=_LABEL_BORDER)
         self._values_plot.addItem(self._value_line, ignoreBounds=True)
         self._entropy_plot.addItem(self._entropy_line, ignoreBounds=True)
+        self._kept_plot.addItem(self._kept_line, ignoreBounds=True)
         self._values_plot.addItem(self._label, ignoreBounds=True)
         self._label.setZValue(20)
         self._show_marker(-1)
@@ -188,6 +208,12 @@ class LogprobChart(QWidget):
         self.entropy_curve.setData(x, self._entropy)
         top = float(self._entropy.max()) if len(tokens) else 1.0
         self._entropy_plot.setYRange(0, max(top, 0.5) * 1.08, padding=0)
+        # 0 is "not recorded" (a scored text, an older run): no point rather than a false 1.
+        kept = np.array([math.log10(t.kept) if t.kept > 0 else np.nan for t in tokens])
+        self.kept_curve.setData(x, kept, connect="finite")
+        most = float(np.nanmax(kept)) if np.isfinite(kept).any() else 1.0
+        # Room below 1 and up to 10 at least: a tick on the plot's edge is not drawn.
+        self._kept_plot.setYRange(-0.2, max(most, 1.0) * 1.08 + 0.1, padding=0)
         self._redraw_values()
         if shrank:
             # A new sample (or a stop string trimmed this one): follow it again even if the user
@@ -241,7 +267,7 @@ class LogprobChart(QWidget):
         self._set_hovered(index)
 
     def _mouse_moved(self, scene_pos: QPointF) -> None:
-        for plot in (self._values_plot, self._entropy_plot):
+        for plot in (self._values_plot, self._entropy_plot, self._kept_plot):
             if plot.vb.sceneBoundingRect().contains(scene_pos):
                 self.hover_at(plot.vb.mapSceneToView(scene_pos).x())
                 return
@@ -261,17 +287,19 @@ class LogprobChart(QWidget):
 
     def _show_marker(self, index: int) -> None:
         visible = 0 <= index < len(self._tokens)
-        for item in (self._value_line, self._entropy_line, self._label):
+        for item in (self._value_line, self._entropy_line, self._kept_line, self._label):
             item.setVisible(visible)
         if not visible:
             return
         self._value_line.setValue(index)
         self._entropy_line.setValue(index)
+        self._kept_line.setValue(index)
         token = self._tokens[index]
         self._label.setText(
             f"token {index}  {token_label(token.text)}\n"
             f"p {token.prob:.1%}   log p {token.logprob:.3f}\n"
             f"rank {token.rank}   entropy {token.entropy:.2f}"
+            + (f"   kept {token.kept:,}" if token.kept else "")
         )
         # Pinned to the top of the plot, on the side with more room, so it never hides the bar.
         (x_low, x_high), (_, y_high) = self._values_plot.vb.viewRange()

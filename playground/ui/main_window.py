@@ -33,11 +33,13 @@ from playground.catalog import discover
 from playground.errors import PlaygroundError
 from playground.labels import Label, best_of_label, order_label
 from playground.records import Run, RunStats
+from playground.sampling_lab import Moment
 from playground.store import RunRequest, open_store
 from playground.ui import tasks
 from playground.ui.agreement_view import AgreementView
 from playground.ui.best_of_n_view import BestOfNView
 from playground.ui.demos_tab import DemosTab
+from playground.ui.distribution_view import DistributionView
 from playground.ui.engine_thread import (
     EngineThread,
     LoadedModel,
@@ -119,6 +121,9 @@ class MainWindow(QMainWindow):
         self.single_view.text.alternative_clicked.connect(
             lambda position, token: self.branch(0, position, token))
         self.best_of_n_view.alternative_clicked.connect(self.branch)
+        self.distribution_view: DistributionView | None = None
+        for view in (self.single_view.text, self.best_of_n_view, self.demos_tab):
+            view.moment_clicked.connect(self.show_distribution)
         self.best_of_n_view.sample_preferred.connect(self.prefer_sample)
         self.best_of_n_view.ranked.connect(self.rank_samples)
         self.agreement_view.errored.connect(self.banner.show_message)
@@ -276,6 +281,7 @@ class MainWindow(QMainWindow):
         if single:
             self.single_view.clear()
             self.single_view.set_exact_entropy(run.model.exact_entropy)
+            self.single_view.text.set_context(run.prompt_token_ids, run.params, run.model.path)
         else:
             self.best_of_n_view.set_run(run)
 
@@ -391,6 +397,14 @@ class MainWindow(QMainWindow):
         if self._reward_bytes:
             text += f" + reward model {human_size(self._reward_bytes)}"
         self.memory_label.setText(text)
+
+    def show_distribution(self, moment: Moment) -> None:
+        """Open the sampling lab on a clicked token (one window, reused)."""
+        if self.distribution_view is None:
+            self.distribution_view = DistributionView(self.engine, self)
+        self.distribution_view.show_moment(moment)
+        self.distribution_view.show()
+        self.distribution_view.raise_()
 
     # -- labels ----------------------------------------------------------------------------
 

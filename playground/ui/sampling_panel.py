@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from PySide6.QtWidgets import (
+    QComboBox,
     QDoubleSpinBox,
     QFormLayout,
     QGroupBox,
@@ -18,7 +19,7 @@ from PySide6.QtWidgets import (
 )
 
 from playground.engine import MAX_SAMPLES
-from playground.sampling import MAX_SEED, PRESETS, SamplingParams
+from playground.sampling import MAX_SEED, PRESETS, SAMPLER_ORDERS, SamplingParams
 
 TIPS = {
     "temperature": "How adventurous the choice of each token is. 0 always takes the most likely "
@@ -38,7 +39,13 @@ TIPS = {
     "n": "How many samples to generate side by side from the same prompt (best-of-N). They "
     "are decoded together, and sample i uses seed + i.",
     "top_logprobs": "How many alternative tokens to record for every position.",
+    "sampler_order": "When temperature applies. First (Hugging Face, OpenAI, and this app "
+    "until now): it reshapes the distribution, then top-k, top-p and min-p cut it. Last "
+    "(llama.cpp): they cut the model's own distribution, and temperature reshapes only what "
+    "they kept, so a high temperature cannot let more tokens in.",
 }
+ORDER_NAMES = {"temperature-first": "Temperature first", "temperature-last": "Temperature last "
+               "(llama.cpp)"}
 
 
 class SamplingPanel(QGroupBox):
@@ -56,6 +63,10 @@ class SamplingPanel(QGroupBox):
         self.top_p = _double(0.01, 1, 0.01, 2, "top_p")
         self.min_p = _double(0, 1, 0.01, 2, "min_p", special="off")
         self.repeat_penalty = _double(0.5, 3, 0.05, 2, "repeat_penalty")
+        self.sampler_order = QComboBox()
+        for order in SAMPLER_ORDERS:
+            self.sampler_order.addItem(ORDER_NAMES[order], order)
+        self.sampler_order.setToolTip(TIPS["sampler_order"])
         self.max_tokens = _int(1, 16_384, "max_tokens")
         self.stop = QLineEdit()
         self.stop.setPlaceholderText("e.g. \\n\\n")
@@ -78,6 +89,7 @@ class SamplingPanel(QGroupBox):
         form.addRow("Top-p", self.top_p)
         form.addRow("Min-p", self.min_p)
         form.addRow("Repetition penalty", self.repeat_penalty)
+        form.addRow("Order", self.sampler_order)
         form.addRow("Max new tokens", self.max_tokens)
         form.addRow("Stop strings", self.stop)
         form.addRow("Seed", seed_row)
@@ -100,6 +112,7 @@ class SamplingPanel(QGroupBox):
             max_tokens=self.max_tokens.value(),
             stop=self._stops(),
             top_logprobs=self.top_logprobs.value(),
+            sampler_order=self.sampler_order.currentData(),
         ).validate()
 
     def set_params(self, params: SamplingParams) -> None:
@@ -112,14 +125,16 @@ class SamplingPanel(QGroupBox):
         self.stop.setText(",".join(s.replace("\n", "\\n").replace("\t", "\\t")
                                    for s in params.stop))
         self.top_logprobs.setValue(max(1, params.top_logprobs))
+        self.sampler_order.setCurrentIndex(self.sampler_order.findData(params.sampler_order))
         if params.seed is not None:
             self.seed.setValue(params.seed)
 
     def apply_preset(self, preset: SamplingParams) -> None:
-        """Take the preset's sampling filters; keep length, stops, seed and alternatives."""
+        """Take the preset's sampling filters; keep length, stops, seed, alternatives, order."""
         mine = self.params()
         self.set_params(replace(preset, max_tokens=mine.max_tokens, stop=mine.stop,
-                                top_logprobs=mine.top_logprobs, seed=mine.seed))
+                                top_logprobs=mine.top_logprobs, seed=mine.seed,
+                                sampler_order=mine.sampler_order))
 
     def show_seed(self, seed: int) -> None:
         """Show the seed a run used, so that locking it repeats that run."""

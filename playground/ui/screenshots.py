@@ -84,6 +84,7 @@ def save_screenshots(out_dir: Path, size: tuple[int, int]) -> list[Path]:
             app.processEvents()
             saved.append(_save(window, out_dir / "single_run.png"))
             window.single_view.text.hide_popup()
+            saved.append(_lab_screenshot(app, window, unsure, out_dir))
 
             run_and_wait(window, "What is 17 + 25? Answer with a number.",
                          replace(base, seed=1, temperature=0.9, max_tokens=40), 4)
@@ -113,6 +114,22 @@ def save_screenshots(out_dir: Path, size: tuple[int, int]) -> list[Path]:
             else:
                 os.environ[paths.DATA_DIR_ENV] = previous
     return saved
+
+
+def _lab_screenshot(app, window: MainWindow, index: int, out_dir: Path) -> Path:
+    """The sampling lab on token `index`, hotter than the run, so that the orders differ, and
+    with a word typed in its box."""
+    window.show_distribution(window.single_view.text.moment(index))
+    lab = window.distribution_view
+    wait_for(lab.task)
+    lab.sliders["temperature"].setValue(160)
+    lab.candidate.setText(" light")
+    lab.score_candidate()
+    wait_for(lab.probe_task)
+    app.processEvents()
+    path = _save(lab, out_dir / "sampling_lab.png")
+    lab.close()
+    return path
 
 
 def _demo_screenshots(app, window: MainWindow, out_dir: Path, size: QSize) -> list[Path]:

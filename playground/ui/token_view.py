@@ -24,6 +24,8 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import QApplication, QFrame, QTextEdit, QWidget
 
 from playground.records import TokenRecord
+from playground.sampling import SamplingParams
+from playground.sampling_lab import Moment
 from playground.ui.colors import CHOSEN, probability_color
 from playground.ui.token_popup import TokenPopup
 
@@ -52,6 +54,8 @@ class TokenView(QTextEdit):
     """Index of the token under the mouse; -1 when the mouse leaves the tokens."""
     alternative_clicked = Signal(int, int)
     """(token position, alternative token id), clicked in the popup."""
+    moment_clicked = Signal(object)
+    """A `Moment`: a token was clicked, to see its distribution (needs `set_context`)."""
 
     def __init__(self, parent: QWidget | None = None, *, compact: bool = False) -> None:
         super().__init__(parent)
@@ -94,6 +98,7 @@ class TokenView(QTextEdit):
         self._hide_timer.setInterval(HIDE_DELAY_MS)
         self._hide_timer.timeout.connect(self._hide_unless_over_popup)
         self.verticalScrollBar().valueChanged.connect(self.hide_popup)
+        self._context: tuple[tuple[int, ...], SamplingParams, str] | None = None
         self.clear_tokens()
 
     # -- content ---------------------------------------------------------------------------
@@ -102,6 +107,19 @@ class TokenView(QTextEdit):
     def tokens(self) -> Sequence[TokenRecord]:
         """The tokens shown, by index (read-only: change them with set/append/clear)."""
         return self._tokens
+
+    def set_context(self, prompt: Sequence[int], params: SamplingParams, model_path: str) -> None:
+        """What the tokens follow: a click on token i then emits the `Moment` of the prompt and
+        tokens 0..i-1 (the tokens must be the sample's, in order, from its first)."""
+        self._context = (tuple(prompt), params, model_path)
+
+    def moment(self, index: int) -> Moment | None:
+        """Token `index`'s moment, or None without a context."""
+        if self._context is None or not 0 <= index < len(self._tokens):
+            return None
+        prompt, params, model_path = self._context
+        before = tuple(t.id for t in self._tokens[:index])
+        return Moment(prompt + before, self._tokens[index], params, model_path)
 
     def set_tokens(self, tokens: Sequence[TokenRecord]) -> None:
         """Show `tokens` instead, from the top."""
@@ -281,6 +299,15 @@ class TokenView(QTextEdit):
             self._show_popup(index, point.x(), hit[1])
         else:
             self._hide_timer.stop()
+
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:
+        super().mouseReleaseEvent(event)
+        if event.button() != Qt.MouseButton.LeftButton or self.textCursor().hasSelection():
+            return  # the end of a text selection, not a click
+        moment = self.moment(self.token_at(event.position().toPoint()))
+        if moment is not None:
+            self.hide_popup()
+            self.moment_clicked.emit(moment)
 
     def viewportEvent(self, event: QEvent) -> bool:
         if event.type() == QEvent.Type.Leave:

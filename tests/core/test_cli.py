@@ -30,7 +30,8 @@ def test_generate_json_uses_the_embedded_model(embedded_model_path: Path):
     assert 1 <= len(doc["tokens"]) <= 8
     for token in doc["tokens"]:
         assert set(token) == {"id", "text", "bytes_hex", "logprob", "sampling_logprob", "rank",
-                              "entropy", "top"}
+                              "entropy", "kept", "top"}
+        assert 1 <= token["kept"] <= 40  # the default top-k
         assert len(token["top"]) == 3
         assert set(token["top"][0]) == {"id", "text", "logprob"}
     assert "".join(t["text"] for t in doc["tokens"]) == doc["text"]

@@ -45,6 +45,7 @@ def varied_runs() -> list[Run]:
     plain.params = replace(plain.params, stop=(), temperature=1)  # int temperature on purpose
 
     ranked = sw.synthetic_run(4, 9, seed=2, prompt="6 x 7? answer is B 🙂")
+    ranked.params = replace(ranked.params, sampler_order="temperature-last")
     for i, sample in enumerate(ranked.samples):
         sample.scores["reward"] = 0.5 - 0.25 * i
     ranked.samples[0].scores["judge"] = 3  # an int score: written as a float
@@ -260,6 +261,7 @@ def same_size_runs() -> list[Run]:
     plain = sw.synthetic_run(4, [12, 0, 7, 3], system=None, seed=1,
                              model=replace(sw.model_info(), name="SmolLM2 (135M) Instruct ü"))
     ranked = sw.synthetic_run(4, 9, seed=2, prompt="6 x 7? answer is B 🙂")
+    ranked.params = replace(ranked.params, sampler_order="temperature-last")
     for i, sample in enumerate(ranked.samples):
         sample.scores["reward"] = -3.5 - 0.25 * i
     ranked.samples[2].scores["reward"] = math.nan

@@ -15,7 +15,12 @@ import pytest
 from fake_server import SCRIPT, Behaviour, FakeServer
 
 from playground.engine_api import Engine
-from playground.errors import ServerError, StreamInterrupted, UnsupportedModelError
+from playground.errors import (
+    InvalidRequestError,
+    ServerError,
+    StreamInterrupted,
+    UnsupportedModelError,
+)
 from playground.records import SampleEnd, TokenRecord
 from playground.remote import RemoteEngine, Server, entropy_lower_bound
 from playground.sampling import SamplingParams
@@ -86,6 +91,23 @@ def test_stop_strings_cut_the_sample_here_and_the_stream_is_cut() -> None:
     assert sample.text == "Hello,"
     assert [t.text for t in sample.tokens] == ["Hello", ","]
     assert sample.finish_reason == "stop"
+
+
+@pytest.mark.parametrize(("order", "samplers"), [
+    ("temperature-first", ["penalties", "temperature", "top_k", "top_p", "min_p"]),
+    ("temperature-last", ["penalties", "top_k", "top_p", "min_p", "temperature"])])
+def test_llama_server_gets_the_runs_sampler_order(order: str, samplers: list[str]) -> None:
+    with FakeServer() as fake:
+        RemoteEngine(fake.url, check_seed=False).run(
+            "hi", SamplingParams(seed=0, sampler_order=order))
+    assert fake.generation_requests()[0]["samplers"] == samplers
+
+
+def test_an_openai_server_takes_only_its_own_order() -> None:
+    with FakeServer(Behaviour(native=False)) as fake:
+        engine = RemoteEngine(fake.url, check_seed=False)
+        with pytest.raises(InvalidRequestError, match="temperature-last order needs"):
+            engine.start_run("hi", SamplingParams(sampler_order="temperature-last"))
 
 
 def test_max_tokens_ends_with_length() -> None:
@@ -232,6 +254,8 @@ def test_what_a_server_lacks_says_why() -> None:
             engine.grammar_constraint("root ::= \"a\"")
         with pytest.raises(UnsupportedModelError, match="tokenizer"):
             engine.tokenize("hi")
+        with pytest.raises(UnsupportedModelError, match="exact entropy"):
+            engine.next_logits([1])
         with pytest.raises(Exception, match="at most 20 alternatives"):
             engine.start_run("hi", SamplingParams(top_logprobs=21))
 

@@ -66,8 +66,9 @@ def test_sample_returns_the_candidate_logprob():
     ids, logprobs = sampler.candidates(logits)
     table = dict(zip(ids.tolist(), logprobs, strict=True))
     for _ in range(50):
-        token, lp = sampler.sample(logits)
+        token, lp, kept = sampler.sample(logits)
         assert lp == pytest.approx(table[token], abs=1e-9)
+        assert kept == len(ids)
 
 
 @pytest.mark.parametrize("vocab", [7, 5000])  # the direct search and the block search
