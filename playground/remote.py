@@ -488,7 +488,8 @@ class RemoteEngine:
         raise AssertionError("unreachable")
 
     def next_logits(self, tokens: list[int]) -> np.ndarray:
-        self._capabilities.require("exact_entropy", "the whole distribution at a position")
+        self._capabilities.require("exact_entropy", "the sampling lab, which reshapes the whole "
+                                   "distribution,")
         raise AssertionError("unreachable")
 
     def teacher_force(self, prompt: list[int], tokens: list[int],
