@@ -113,6 +113,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", help="where the head came from, recorded in the file")
     p.set_defaults(handler=cmd_reward_pack)
 
+    p = sub.add_parser("reward-train",
+                       help="train a score-head reward model on preference labels")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--labels", type=Path, metavar="FILE.jsonl",
+                     help='one {"prompt", "chosen", "rejected"} object per line')
+    src.add_argument("--runs", type=int, nargs="+", metavar="RUN_ID",
+                     help="the preferences labelled on these runs of the history")
+    p.add_argument("--backbone", type=Path, metavar="MODEL.gguf",
+                   help="the causal LM whose hidden states the head reads (default: embedded)")
+    p.add_argument("-o", "--output", type=Path, required=True, metavar="RM.gguf")
+    p.add_argument("--seed", type=int, default=0,
+                   help="the held-out split and the cross-validation folds (default 0)")
+    p.add_argument("--n-gpu-layers", type=int, default=0, metavar="L")
+    p.add_argument("--db", type=Path, help="history database (default: in the data dir)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_reward_train)
+
+    p = sub.add_parser("reward-proof",
+                       help="best-of-8 on checkable arithmetic: random, mean logprob, vote and a "
+                            "reward model trained on the checker's labels")
+    p.add_argument("--model", "-m", type=Path,
+                   help="the generator and backbone (default: the embedded SmolLM2)")
+    p.add_argument("-o", "--output", type=Path, metavar="RM.gguf",
+                   help="the trained reward model (default: proof-rm.gguf in the data dir)")
+    p.add_argument("--samples", type=Path, metavar="FILE.jsonl",
+                   help="read the replies from this file if it exists, else save them there")
+    p.add_argument("--seed", type=int, default=17, help="sampling and the split (default 17)")
+    p.add_argument("--n-gpu-layers", type=int, default=0, metavar="L")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_reward_proof)
+
     p = sub.add_parser("info", help="describe a model, with its scale figures")
     p.add_argument("model", nargs="?", type=Path, help="a .gguf file (default: embedded)")
     p.add_argument("--json", action="store_true")
@@ -432,6 +463,71 @@ def cmd_reward_pack(args: argparse.Namespace) -> int:
                             source=args.source)
     print(f"wrote {out}")
     return 0
+
+
+def cmd_reward_train(args: argparse.Namespace) -> int:
+    from playground.engine import default_model_path
+    from playground.reward.training import train_reward_model
+
+    if args.labels is not None:
+        from playground.labels import read_preferences_jsonl
+
+        preferences = read_preferences_jsonl(args.labels)
+    else:
+        from playground.labels import preferences_for_runs
+
+        preferences = preferences_for_runs(_store(args), args.runs)
+    report = train_reward_model(preferences, args.backbone or default_model_path(), args.output,
+                                seed=args.seed, n_gpu_layers=args.n_gpu_layers,
+                                progress=_progress_line("decoding replies"))
+    if args.json:
+        _print_json(report.to_json())
+        return 0
+    print(f"trained on {report.pairs} pairs ({report.prompts} prompts), L2 {report.l2:g} chosen "
+          f"by cross-validation over {report.split_by}s")
+    print(f"held-out pairwise accuracy {report.held_out_accuracy:.3f} on "
+          f"{report.held_out_pairs} pairs; on the training pairs {report.train_accuracy:.3f}")
+    print("learning curve (training pairs: held-out accuracy): " + ", ".join(
+        f"{point.pairs}: {point.held_out_accuracy:.3f}" for point in report.learning_curve))
+    print(f"wrote {report.output} (use it with --reward-model)")
+    return 0
+
+
+def cmd_reward_proof(args: argparse.Namespace) -> int:
+    from playground.paths import data_dir
+    from playground.reward.proof import METHODS, run_proof
+
+    out = args.output or data_dir() / "proof-rm.gguf"
+    lines: dict[str, Callable[[int, int], None]] = {}
+
+    def progress(phase: str, done: int, total: int) -> None:
+        lines.setdefault(phase, _progress_line(phase))(done, total)
+
+    document = run_proof(args.model, out, seed=args.seed, samples=args.samples,
+                         n_gpu_layers=args.n_gpu_layers, progress=progress)
+    if args.json:
+        _print_json(document)
+        return 0
+    table = document["best_of_n"]
+    print(f"best-of-{document['samples_per_question']} accuracy on "
+          f"{document['held_out_questions']} held-out questions (trained on "
+          f"{document['train_questions']}):")
+    for method in METHODS:
+        row = table[method]
+        print(f"  {method:<13} {row['accuracy']:6.1%}  ({row['correct']:g}/{row['questions']})")
+    print(f"reward model: held-out pairwise accuracy "
+          f"{document['training']['held_out_accuracy']:.3f}; written to {out}")
+    return 0
+
+
+def _progress_line(what: str) -> Callable[[int, int], None]:
+    """Progress on stderr, one line rewritten in place, when stderr is a terminal."""
+    def show(done: int, total: int) -> None:
+        if sys.stderr.isatty():
+            end = "\n" if done >= total else ""
+            sys.stderr.write(f"\r{what}: {done}/{total}{end}")
+            sys.stderr.flush()
+    return show
 
 
 def cmd_info(args: argparse.Namespace) -> int:
