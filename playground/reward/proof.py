@@ -29,6 +29,8 @@ from playground.sampling import SamplingParams
 from playground.scoring import extract_answer, vote_of
 
 TASK_FILE = "arithmetic.jsonl"
+RESULTS_FILE = "arithmetic-results.json"
+"""The shipped result that the GUI's proof view shows: `playground reward-proof --json`."""
 INSTRUCTION = "\nEnd your reply with: The answer is <number>."
 N_SAMPLES = 8
 PARAMS = SamplingParams(temperature=0.8, top_k=0, top_p=1.0, min_p=0.0, max_tokens=64,
@@ -36,6 +38,9 @@ PARAMS = SamplingParams(temperature=0.8, top_k=0, top_p=1.0, min_p=0.0, max_toke
 """Plain temperature sampling, so the N replies differ; a blank line ends a reply (the small
 model's answer comes before it, rambling after), which halves the generation time."""
 TRAIN_SHARE = 0.5
+REPEATS = 20
+"""Further random splits the table is averaged over: one split of 48 questions moves an accuracy
+by whole questions (2 points each)."""
 METHODS = ("random", "mean-logprob", "vote", "reward-model", "oracle")
 """The picks compared; 'random' is the expected accuracy of a uniformly random pick (the share of
 correct replies) and 'oracle' the share of questions with any correct reply (pass@N)."""
@@ -222,6 +227,8 @@ def run_proof(
     training = train_reward_model(preferences(train), backbone, out, seed=seed,
                                   n_gpu_layers=n_gpu_layers, progress=report("training"),
                                   cancel=cancel)
+    repeated = repeated_splits(questions, backbone, training.l2, seed, n_gpu_layers=n_gpu_layers,
+                               progress=report("decoding every reply"), cancel=cancel)
     scores = []
     with open_reward_model(out, n_gpu_layers=n_gpu_layers) as reward_model:
         for index, q in enumerate(held_out):
@@ -243,4 +250,42 @@ def run_proof(
         "reward_model": str(out),
         "training": training.to_json(),
         "best_of_n": accuracy_table(held_out, scores),
+        "repeated_splits": repeated,
     }
+
+
+def repeated_splits(
+    questions: list[Question],
+    backbone: Path,
+    l2: float,
+    seed: int,
+    *,
+    n_gpu_layers: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> dict[str, Any]:
+    """Each method's best-of-N accuracy, mean and standard deviation over REPEATS more random
+    splits (seeds seed + 1 ...), a head trained on each split's training half. The L2 weight is
+    the main split's (cross-validating again for every split would cost minutes); the heads are
+    applied to cached hidden states, which the tests show equal what the packed model scores."""
+    from playground.reward.features import FeatureExtractor
+    from playground.reward.training import fit_head
+
+    texts = [(q.task.prompt, r.text) for q in questions for r in q.replies]
+    with FeatureExtractor(backbone, n_gpu_layers=n_gpu_layers) as extractor:
+        h = extractor.features(texts, progress=progress, cancel=cancel)
+    row = {text: i for i, text in enumerate(texts)}
+    tables = []
+    for k in range(1, REPEATS + 1):
+        train, held_out = split(questions, seed + k)
+        pairs = preferences(train)
+        head = fit_head(h[[row[p.prompt, p.chosen] for p in pairs]],
+                        h[[row[p.prompt, p.rejected] for p in pairs]], l2)
+        scores = [[float(x) for x in head.scores(h[[row[q.task.prompt, r.text]
+                                                     for r in q.replies]])]
+                  for q in held_out]
+        tables.append(accuracy_table(held_out, scores))
+    return {"splits": REPEATS, "l2": l2, "accuracy": {
+        method: {"mean": float(np.mean([t[method]["accuracy"] for t in tables])),
+                 "sd": float(np.std([t[method]["accuracy"] for t in tables]))}
+        for method in METHODS}}
