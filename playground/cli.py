@@ -126,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0,
                    help="the held-out split and the cross-validation folds (default 0)")
     p.add_argument("--n-gpu-layers", type=int, default=0, metavar="L")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="decode threads (default: every core)")
     p.add_argument("--db", type=Path, help="history database (default: in the data dir)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_reward_train)
@@ -137,10 +139,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the generator and backbone (default: the embedded SmolLM2)")
     p.add_argument("-o", "--output", type=Path, metavar="RM.gguf",
                    help="the trained reward model (default: proof-rm.gguf in the data dir)")
+    p.add_argument("--tasks", type=Path, metavar="FILE.jsonl",
+                   help='{"id", "question", "answer"} per line (default: the shipped arithmetic)')
     p.add_argument("--samples", type=Path, metavar="FILE.jsonl",
                    help="read the replies from this file if it exists, else save them there")
     p.add_argument("--seed", type=int, default=17, help="sampling and the split (default 17)")
     p.add_argument("--n-gpu-layers", type=int, default=0, metavar="L")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="scoring decode threads (default: every core)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_reward_proof)
 
@@ -479,7 +485,7 @@ def cmd_reward_train(args: argparse.Namespace) -> int:
         preferences = preferences_for_runs(_store(args), args.runs)
     report = train_reward_model(preferences, args.backbone or default_model_path(), args.output,
                                 seed=args.seed, n_gpu_layers=args.n_gpu_layers,
-                                progress=_progress_line("decoding replies"))
+                                n_threads=args.threads, progress=_progress_line("decoding replies"))
     if args.json:
         _print_json(report.to_json())
         return 0
@@ -503,18 +509,21 @@ def cmd_reward_proof(args: argparse.Namespace) -> int:
     def progress(phase: str, done: int, total: int) -> None:
         lines.setdefault(phase, _progress_line(phase))(done, total)
 
-    document = run_proof(args.model, out, seed=args.seed, samples=args.samples,
-                         n_gpu_layers=args.n_gpu_layers, progress=progress)
+    document = run_proof(args.model, out, seed=args.seed, tasks=args.tasks, samples=args.samples,
+                         n_gpu_layers=args.n_gpu_layers, n_threads=args.threads,
+                         progress=progress)
     if args.json:
         _print_json(document)
         return 0
-    table = document["best_of_n"]
+    table, repeated = document["best_of_n"], document["repeated_splits"]
     print(f"best-of-{document['samples_per_question']} accuracy on "
           f"{document['held_out_questions']} held-out questions (trained on "
-          f"{document['train_questions']}):")
+          f"{document['train_questions']}); then the mean ± sd over {repeated['splits']} more "
+          "random splits:")
     for method in METHODS:
-        row = table[method]
-        print(f"  {method:<13} {row['accuracy']:6.1%}  ({row['correct']:g}/{row['questions']})")
+        row, more = table[method], repeated["accuracy"][method]
+        print(f"  {method:<13} {row['accuracy']:6.1%}  ({row['correct']:g}/{row['questions']})"
+              f"   {more['mean']:6.1%} ± {more['sd']:.1%}")
     print(f"reward model: held-out pairwise accuracy "
           f"{document['training']['held_out_accuracy']:.3f}; written to {out}")
     return 0

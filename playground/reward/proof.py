@@ -83,9 +83,18 @@ def _number(text: str) -> str | None:
 
 
 def read_tasks(path: Path | None = None) -> list[Task]:
+    """A task set: JSONL of {"id", "question", "answer" (an integer)}."""
     path = path or resource_dir("proof") / TASK_FILE
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
-    return [Task(str(r["id"]), str(r["question"]), int(r["answer"])) for r in rows]
+    require_regular(path, "a task set")
+    tasks = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        try:
+            row = json.loads(line)
+            tasks.append(Task(str(row["id"]), str(row["question"]), int(row["answer"])))
+        except (ValueError, KeyError, TypeError) as error:
+            raise InvalidRequestError(f"{path.name}, line {number}: not an {{id, question, "
+                                      f"answer}} object ({error})") from None
+    return tasks
 
 
 def generate(
@@ -194,14 +203,18 @@ def run_proof(
     out: Path,
     *,
     seed: int = 17,
+    tasks: Path | None = None,
     samples: Path | None = None,
     n_gpu_layers: int = 0,
+    n_threads: int | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     cancel: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
-    """The whole proof: generate (or read `samples`, when it exists; else save there), label,
-    train on a random half of the questions, write the reward model to `out`, and rank the held-out
-    questions' replies with it as `open_reward_model` opens it. `progress(phase, done, total)`."""
+    """The whole proof on the task set `tasks` (default: the shipped arithmetic): generate (or
+    read `samples`, when it exists; else save there), label, train on a random half of the
+    questions, write the reward model to `out`, and rank the held-out questions' replies with it
+    as `open_reward_model` opens it. `progress(phase, done, total)`; `n_threads` is for the
+    scoring decodes (default: every core)."""
     from playground.engine import load
     from playground.reward.detection import open_reward_model
     from playground.reward.training import train_reward_model
@@ -209,14 +222,14 @@ def run_proof(
     def report(phase: str) -> Callable[[int, int], None] | None:
         return None if progress is None else lambda done, total: progress(phase, done, total)
 
-    tasks = read_tasks()
+    task_set = read_tasks(tasks)
     engine = load(model, n_gpu_layers=n_gpu_layers)
     backbone = engine.path
     try:
         if samples is not None and samples.exists():
-            questions = load_questions(samples, tasks)
+            questions = load_questions(samples, task_set)
         else:
-            questions = generate(engine, tasks, seed=seed, progress=report("generating"),
+            questions = generate(engine, task_set, seed=seed, progress=report("generating"),
                                  cancel=cancel)
             if samples is not None:
                 save_questions(questions, samples)
@@ -225,12 +238,13 @@ def run_proof(
         engine.close()
     train, held_out = split(questions, seed)
     training = train_reward_model(preferences(train), backbone, out, seed=seed,
-                                  n_gpu_layers=n_gpu_layers, progress=report("training"),
-                                  cancel=cancel)
+                                  n_gpu_layers=n_gpu_layers, n_threads=n_threads,
+                                  progress=report("training"), cancel=cancel)
     repeated = repeated_splits(questions, backbone, training.l2, seed, n_gpu_layers=n_gpu_layers,
-                               progress=report("decoding every reply"), cancel=cancel)
+                               n_threads=n_threads, progress=report("decoding every reply"),
+                               cancel=cancel)
     scores = []
-    with open_reward_model(out, n_gpu_layers=n_gpu_layers) as reward_model:
+    with open_reward_model(out, n_gpu_layers=n_gpu_layers, n_threads=n_threads) as reward_model:
         for index, q in enumerate(held_out):
             scores.append(reward_model.score(q.task.prompt, [r.text for r in q.replies],
                                              cancel=cancel))
@@ -240,7 +254,7 @@ def run_proof(
                 progress("ranking", index + 1, len(held_out))
     return {
         "model": model_json,
-        "task_set": TASK_FILE,
+        "task_set": (tasks or Path(TASK_FILE)).name,
         "questions": len(questions),
         "train_questions": len(train),
         "held_out_questions": len(held_out),
@@ -261,6 +275,7 @@ def repeated_splits(
     seed: int,
     *,
     n_gpu_layers: int = 0,
+    n_threads: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     cancel: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
@@ -272,7 +287,7 @@ def repeated_splits(
     from playground.reward.training import fit_head
 
     texts = [(q.task.prompt, r.text) for q in questions for r in q.replies]
-    with FeatureExtractor(backbone, n_gpu_layers=n_gpu_layers) as extractor:
+    with FeatureExtractor(backbone, n_gpu_layers=n_gpu_layers, n_threads=n_threads) as extractor:
         h = extractor.features(texts, progress=progress, cancel=cancel)
     row = {text: i for i, text in enumerate(texts)}
     tables = []

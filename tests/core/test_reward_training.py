@@ -92,7 +92,7 @@ def test_packed_head_scores_are_head_dot_h_plus_bias(tiny_model_path: Path, tmp_
     import gguf
 
     out = tmp_path / "rm.gguf"
-    report = train_reward_model(_pairs(), tiny_model_path, out)
+    report = train_reward_model(_pairs(), tiny_model_path, out, n_threads=1)
     distinct = {(p.prompt, reply) for p in _pairs() for reply in (p.chosen, p.rejected)}
     assert report.pairs == 7 and report.features_computed == len(distinct) == 14
     reader = gguf.GGUFReader(str(out))
@@ -109,7 +109,7 @@ def test_packed_head_scores_are_head_dot_h_plus_bias(tiny_model_path: Path, tmp_
 def test_features_are_llama_cpp_hidden_states_and_are_cached(tiny_model_path: Path,
                                                              tmp_path: Path):
     texts = [(PROMPTS[0], REPLIES[0]), (PROMPTS[0], REPLIES[1]), (PROMPTS[2], REPLIES[0])]
-    with FeatureExtractor(tiny_model_path, cache_dir=tmp_path) as extractor:
+    with FeatureExtractor(tiny_model_path, cache_dir=tmp_path, n_threads=1) as extractor:
         first = extractor.features(texts)
         tokens = [extractor.engine.chat_tokens(
             [{"role": "user", "content": p}, {"role": "assistant", "content": r}],
@@ -117,7 +117,7 @@ def test_features_are_llama_cpp_hidden_states_and_are_cached(tiny_model_path: Pa
         assert extractor.computed == 3
     for row, ids in zip(first, tokens, strict=True):
         assert np.allclose(row, _reference_h(tiny_model_path, tuple(ids)), atol=1e-5)
-    with FeatureExtractor(tiny_model_path, cache_dir=tmp_path) as extractor:
+    with FeatureExtractor(tiny_model_path, cache_dir=tmp_path, n_threads=1) as extractor:
         again = extractor.features(texts[::-1])
         assert (extractor.cached, extractor.computed) == (3, 0)
     assert np.array_equal(again, first[::-1])
@@ -141,7 +141,7 @@ def test_cli_reward_train(tiny_model_path: Path, tmp_path: Path, capsys):
                                           "rejected": p.rejected}) + "\n" for p in _pairs()))
     out = tmp_path / "rm.gguf"
     assert main(["reward-train", "--labels", str(labels), "--backbone", str(tiny_model_path),
-                 "-o", str(out), "--json"]) == 0
+                 "-o", str(out), "--threads", "1", "--json"]) == 0
     document = json.loads(capsys.readouterr().out)
     assert document["output"] == str(out) and out.is_file()
     assert [p["pairs"] for p in document["learning_curve"]][-1] == 7 - document["held_out_pairs"]
@@ -179,3 +179,33 @@ def test_proof_picks_by_hand():
                            [[0.0, -1.0, 0.5, 2.0], [1.0, 0.0]])
     assert table["random"] == {"accuracy": 0.25, "correct": 0.5, "questions": 2}
     assert table["reward-model"]["accuracy"] == 0.5 and table["oracle"]["correct"] == 1
+
+
+def test_proof_end_to_end_on_saved_replies(tiny_model_path: Path, tmp_path: Path, capsys):
+    """The whole proof on the tiny model, from a samples file whose right replies all say "The
+    answer is N." and whose wrong ones "I guess M": a reward model that learns the wording
+    picks a right reply on every held-out question."""
+    from playground.reward.proof import N_SAMPLES, read_tasks, save_questions
+
+    rng = np.random.default_rng(5)
+    tasks = tmp_path / "tasks.jsonl"
+    tasks.write_text("".join(json.dumps({"id": f"t{i}", "question": f"What is {i} + 1?",
+                                         "answer": i + 1}) + "\n" for i in range(20)))
+    questions = []
+    for task in read_tasks(tasks):
+        replies = [f"The answer is {task.answer}." if i % 2 == 0 else
+                   f"I guess {task.answer + 1 + i}" for i in range(N_SAMPLES)]
+        questions.append(Question(task, tuple(Reply(text, float(rng.normal()))
+                                              for text in replies)))
+    samples = tmp_path / "samples.jsonl"
+    save_questions(questions, samples)
+    out = tmp_path / "proof-rm.gguf"
+    assert main(["reward-proof", "--model", str(tiny_model_path), "--tasks", str(tasks),
+                 "--samples", str(samples), "-o", str(out), "--threads", "1", "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    table = document["best_of_n"]
+    assert document["train_questions"] + document["held_out_questions"] == len(questions)
+    assert table["random"]["accuracy"] == 0.5 and table["oracle"]["accuracy"] == 1.0
+    assert table["reward-model"]["accuracy"] == 1.0
+    assert document["training"]["pairs"] == document["train_questions"] * 4
+    assert document["repeated_splits"]["accuracy"]["reward-model"]["mean"] == 1.0
