@@ -524,6 +524,10 @@ def cmd_reward_proof(args: argparse.Namespace) -> int:
         row, more = table[method], repeated["accuracy"][method]
         print(f"  {method:<13} {row['accuracy']:6.1%}  ({row['correct']:g}/{row['questions']})"
               f"   {more['mean']:6.1%} ± {more['sd']:.1%}")
+    ahead = repeated["reward_model_minus_mean_logprob"]
+    print(f"reward model minus mean logprob, split by split: {ahead['mean']:+.1%} on average "
+          f"(at least {ahead['min']:+.1%}), ahead on {ahead['splits_ahead']} of "
+          f"{repeated['splits']} splits")
     print(f"reward model: held-out pairwise accuracy "
           f"{document['training']['held_out_accuracy']:.3f}; written to {out}")
     return 0

@@ -79,8 +79,9 @@ class FeatureExtractor:
             self.engine.close()
             raise
         self.cached = 0
-        """Of the features asked for so far, how many came from the cache."""
+        """Distinct (prompt, response) features asked for so far that came from the cache."""
         self.computed = 0
+        """... and that were decoded."""
 
     def features(
         self,
@@ -100,7 +101,7 @@ class FeatureExtractor:
                 if (prompt, response) not in group:
                     group.append((prompt, response))
         todo = sum(len(group) for group in missing.values())
-        self.cached += len(keys) - todo
+        self.cached += len(found)
         done = 0
         # One prompt's replies share their prefix: decoded together, it is decoded once.
         for prompt, group in missing.items():

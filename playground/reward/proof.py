@@ -300,7 +300,13 @@ def repeated_splits(
                                                      for r in q.replies]])]
                   for q in held_out]
         tables.append(accuracy_table(held_out, scores))
+    ahead = np.array([t["reward-model"]["accuracy"] - t["mean-logprob"]["accuracy"]
+                      for t in tables])
     return {"splits": REPEATS, "l2": l2, "accuracy": {
         method: {"mean": float(np.mean([t[method]["accuracy"] for t in tables])),
                  "sd": float(np.std([t[method]["accuracy"] for t in tables]))}
-        for method in METHODS}}
+        for method in METHODS},
+        # Paired, split by split: the methods' spreads above include which questions are held out.
+        "reward_model_minus_mean_logprob": {"mean": float(ahead.mean()),
+                                            "sd": float(ahead.std()), "min": float(ahead.min()),
+                                            "splits_ahead": int((ahead > 0).sum())}}

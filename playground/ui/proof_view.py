@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QGroupBox,
     QHeaderView,
@@ -45,11 +45,14 @@ class ProofView(QGroupBox):
         self.task: Task | None = None
         self.summary = QLabel()
         self.summary.setWordWrap(True)
-        self.table = QTableWidget(len(METHODS), 2)
-        self.table.setHorizontalHeaderLabels(["Accuracy", "Right / questions"])
+        self.table = QTableWidget(len(METHODS), 3)
+        self.table.setHorizontalHeaderLabels(["Accuracy", "Right / questions",
+                                              "Mean ± sd, 20 splits"])
         self.table.setVerticalHeaderLabels([METHOD_NAMES[m] for m in METHODS])
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.table.setSizeAdjustPolicy(QTableWidget.SizeAdjustPolicy.AdjustToContents)
+        self.table.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.run_button = QPushButton("Run again on the loaded model")
         self.run_button.clicked.connect(self._run_clicked)
         self.progress = QProgressBar()
@@ -60,6 +63,7 @@ class ProofView(QGroupBox):
         layout.addWidget(self.table)
         layout.addWidget(self.run_button)
         layout.addWidget(self.progress)
+        layout.addStretch(1)
         shipped = resource_dir("proof") / RESULTS_FILE
         if shipped.is_file():
             self.show_result(json.loads(shipped.read_text(encoding="utf-8")))
@@ -71,14 +75,18 @@ class ProofView(QGroupBox):
             self.table.setItem(row, 0, QTableWidgetItem(f"{entry['accuracy']:.1%}"))
             self.table.setItem(row, 1, QTableWidgetItem(
                 f"{entry['correct']:g} / {entry['questions']}"))
+            more = document["repeated_splits"]["accuracy"][method]
+            self.table.setItem(row, 2, QTableWidgetItem(f"{more['mean']:.1%} ± {more['sd']:.1%}"))
         training = document["training"]
         self.summary.setText(
             f"{document['model']['name']} sampled {document['samples_per_question']} replies to "
             f"each of {document['questions']} word problems; a checker labelled them. A reward "
-            f"model (a score head on the same model) was trained on the "
-            f"{document['train_questions']} questions of a random half, {training['pairs']} "
-            f"pairs, and ranks the replies of the other {document['held_out_questions']}. Its "
-            f"held-out pairwise accuracy: {training['held_out_accuracy']:.0%}.")
+            f"model (a score head on the same model) was trained on a random half of the "
+            f"questions ({training['pairs']} right-against-wrong pairs, from the "
+            f"{training['prompts']} of its {document['train_questions']} questions that had both) "
+            f"and ranks the replies of the other {document['held_out_questions']}. Its held-out "
+            f"pairwise accuracy: {training['held_out_accuracy']:.0%}. The oracle row is the "
+            "ceiling: a question none of the 8 replies gets right stays wrong.")
 
     def _run_clicked(self) -> None:
         if self.task is not None and not self.task.ended:
