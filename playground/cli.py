@@ -151,6 +151,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", help="where the head came from, recorded in the file")
     p.set_defaults(handler=cmd_reward_pack)
 
+    p = sub.add_parser("reward-train",
+                       help="train a score-head reward model on preference labels")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--labels", type=Path, metavar="FILE",
+                     help="a Label Studio or Argilla export, or a JSONL of {prompt, chosen, "
+                          "rejected}")
+    src.add_argument("--runs", type=_run_ids, nargs="+", metavar="IDS",
+                     help="the preferences labelled on these runs of the history, e.g. 3,4")
+    p.add_argument("--backbone", type=Path, metavar="MODEL.gguf",
+                   help="the causal LM whose hidden states the head reads (default: embedded)")
+    p.add_argument("-o", "--output", type=Path, required=True, metavar="RM.gguf")
+    p.add_argument("--seed", type=int, default=0,
+                   help="the held-out split and the cross-validation folds (default 0)")
+    p.add_argument("--n-gpu-layers", type=int, default=0, metavar="L")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="decode threads (default: every core)")
+    p.add_argument("--db", type=Path, help="history database (default: in the data dir)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_reward_train)
+
+    p = sub.add_parser("reward-proof",
+                       help="best-of-8 on checkable arithmetic: random, mean logprob, vote and a "
+                            "reward model trained on the checker's labels")
+    p.add_argument("--model", "-m", type=Path,
+                   help="the generator and backbone (default: the embedded SmolLM2)")
+    p.add_argument("-o", "--output", type=Path, metavar="RM.gguf",
+                   help="the trained reward model (default: proof-rm.gguf in the data dir)")
+    p.add_argument("--tasks", type=Path, metavar="FILE.jsonl",
+                   help='{"id", "question", "answer"} per line (default: the shipped arithmetic)')
+    p.add_argument("--samples", type=Path, metavar="FILE.jsonl",
+                   help="read the replies from this file if it exists, else save them there")
+    p.add_argument("--seed", type=int, default=17, help="sampling and the split (default 17)")
+    p.add_argument("--n-gpu-layers", type=int, default=0, metavar="L")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="scoring decode threads (default: every core)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_reward_proof)
+
     p = sub.add_parser("info", help="describe a model, with its scale figures")
     p.add_argument("model", nargs="?", type=Path, help="a .gguf file (default: embedded)")
     p.add_argument("--json", action="store_true")
@@ -575,6 +613,76 @@ def cmd_reward_pack(args: argparse.Namespace) -> int:
                             source=args.source)
     print(f"wrote {out}")
     return 0
+
+
+def cmd_reward_train(args: argparse.Namespace) -> int:
+    from playground.engine import default_model_path
+    from playground.labels import preferences_for_runs, read_preferences
+    from playground.reward.training import train_reward_model
+
+    if args.labels is not None:
+        preferences = read_preferences(args.labels)
+    else:
+        runs = [run_id for part in args.runs for run_id in part]
+        preferences = preferences_for_runs(_store(args), runs)
+    report = train_reward_model(preferences, args.backbone or default_model_path(), args.output,
+                                seed=args.seed, n_gpu_layers=args.n_gpu_layers,
+                                n_threads=args.threads, progress=_progress_line("decoding replies"))
+    if args.json:
+        _print_json(report.to_json())
+        return 0
+    print(f"trained on {report.pairs} pairs ({report.prompts} prompts), L2 {report.l2:g} chosen "
+          f"by cross-validation over {report.split_by}s")
+    print(f"held-out pairwise accuracy {report.held_out_accuracy:.3f} on "
+          f"{report.held_out_pairs} pairs; on the training pairs {report.train_accuracy:.3f}")
+    print("learning curve (training pairs: held-out accuracy): " + ", ".join(
+        f"{point.pairs}: {point.held_out_accuracy:.3f}" for point in report.learning_curve))
+    print(f"wrote {report.output} (use it with --reward-model)")
+    return 0
+
+
+def cmd_reward_proof(args: argparse.Namespace) -> int:
+    from playground.paths import data_dir
+    from playground.reward.proof import METHODS, run_proof
+
+    out = args.output or data_dir() / "proof-rm.gguf"
+    lines: dict[str, Callable[[int, int], None]] = {}
+
+    def progress(phase: str, done: int, total: int) -> None:
+        lines.setdefault(phase, _progress_line(phase))(done, total)
+
+    document = run_proof(args.model, out, seed=args.seed, tasks=args.tasks, samples=args.samples,
+                         n_gpu_layers=args.n_gpu_layers, n_threads=args.threads,
+                         progress=progress)
+    if args.json:
+        _print_json(document)
+        return 0
+    table, repeated = document["best_of_n"], document["repeated_splits"]
+    print(f"best-of-{document['samples_per_question']} accuracy on "
+          f"{document['held_out_questions']} held-out questions (trained on "
+          f"{document['train_questions']}); then the mean ± sd over {repeated['splits']} more "
+          "random splits:")
+    for method in METHODS:
+        row, more = table[method], repeated["accuracy"][method]
+        print(f"  {method:<13} {row['accuracy']:6.1%}  ({row['correct']:g}/{row['questions']})"
+              f"   {more['mean']:6.1%} ± {more['sd']:.1%}")
+    ahead = repeated["reward_model_minus_mean_logprob"]
+    print(f"reward model minus mean logprob, split by split: {ahead['mean']:+.1%} on average "
+          f"(at least {ahead['min']:+.1%}), ahead on {ahead['splits_ahead']} of "
+          f"{repeated['splits']} splits")
+    print(f"reward model: held-out pairwise accuracy "
+          f"{document['training']['held_out_accuracy']:.3f}; written to {out}")
+    return 0
+
+
+def _progress_line(what: str) -> Callable[[int, int], None]:
+    """Progress on stderr, one line rewritten in place, when stderr is a terminal."""
+    def show(done: int, total: int) -> None:
+        if sys.stderr.isatty():
+            end = "\n" if done >= total else ""
+            sys.stderr.write(f"\r{what}: {done}/{total}{end}")
+            sys.stderr.flush()
+    return show
 
 
 def cmd_info(args: argparse.Namespace) -> int:

@@ -147,10 +147,9 @@ def read_labels(path: Path | str) -> list[Label]:
     return labels
 
 
-def read_preferences_jsonl(path: Path) -> list[Preference]:
-    """A JSONL file of {"prompt", "chosen", "rejected"} objects, one preference per line
-    (other keys are ignored, but for "annotator" and "created_at")."""
-    return [p for label in _read_jsonl(_read_text(path), path.name) for p in label.preferences()]
+def read_preferences(path: Path | str) -> list[Preference]:
+    """Every pairwise preference that a label file (any format `read_labels` reads) implies."""
+    return [p for label in read_labels(path) for p in label.preferences()]
 
 
 def _read_text(path: Path) -> str:

@@ -37,6 +37,15 @@ QWEN3_RERANK_TEMPLATE = (
 RANK_SOFTMAX_ARCHS = frozenset({"qwen3", "qwen3vl"})
 
 
+def conversation_tokens(engine: LocalEngine, prompt: str, response: str) -> list[int]:
+    """What a score head reads, as the model was trained: the conversation in its own chat
+    template with no generation prompt, tokenized with special tokens parsed; the last token of
+    the rendered text is the one pooled (for Qwen3 templates the "\n" after <|im_end|>, for
+    Llama 3 <|eot_id|>). Reward training reads the same tokens."""
+    messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}]
+    return engine.chat_tokens(messages, add_generation_prompt=False)
+
+
 class ScoreHeadModel(RewardModel):
     """A sequence-classification reward model: head . h + bias, h from LAST pooling."""
 
@@ -50,11 +59,7 @@ class ScoreHeadModel(RewardModel):
         self.source = source
 
     def _input_tokens(self, prompt: str, response: str) -> list[int]:
-        # As the model was trained: the conversation in its own chat template with no generation
-        # prompt, tokenized with special tokens parsed; the last token of the rendered text is the
-        # one pooled (for Qwen3 templates the "\n" after <|im_end|>, for Llama 3 <|eot_id|>).
-        messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}]
-        return self.engine.chat_tokens(messages, add_generation_prompt=False)
+        return conversation_tokens(self.engine, prompt, response)
 
     def _score(self, output: np.ndarray) -> tuple[float, tuple[float, ...]]:
         return float(self.head @ output.astype(np.float64) + self.bias), ()

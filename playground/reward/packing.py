@@ -41,9 +41,26 @@ def pack_reward_model(
     byte for byte, so quantization is unchanged. `bias` overrides the file's; `source` is recorded
     (default: the head file's name). Returns `out`.
     """
+    head = Path(head)
+    vector, file_bias, tensor_name = load_score_head(head)
+    return pack_score_head(backbone, vector, out, bias=file_bias if bias is None else bias,
+                           source=source or f"{head.name} ({tensor_name})", head_name=head.name)
+
+
+def pack_score_head(
+    backbone: Path | str,
+    vector: np.ndarray,
+    out: Path | str,
+    *,
+    bias: float,
+    source: str,
+    head_name: str = "the score head",
+) -> Path:
+    """Write `out`: `backbone` with the score head `vector` (n_embd values) and `bias` in its
+    metadata, the format `open_reward_model` reads. Returns `out`."""
     import gguf
 
-    backbone, head, out = Path(backbone), Path(head), Path(out)
+    backbone, out = Path(backbone), Path(out)
     header = read_header(backbone)
     info = model_info(backbone, header)
     found = file_kind(header)
@@ -53,14 +70,14 @@ def pack_reward_model(
     if info.architecture in ENCODER_ARCHS:
         raise UnsupportedModelError(f"{backbone.name}: a score head needs a causal language "
                                     f"model, not an encoder ({info.architecture})")
-    vector, file_bias, tensor_name = load_score_head(head)
+    vector = np.asarray(vector, dtype=np.float32).reshape(-1)
     if vector.size != info.embedding_length:
         raise InvalidRequestError(
-            f"{head.name} has {vector.size:,} values ({tensor_name}) but {backbone.name} has a "
-            f"hidden size (n_embd) of {info.embedding_length:,}: the head belongs to another model"
+            f"{head_name} has {vector.size:,} values but {backbone.name} has a hidden size "
+            f"(n_embd) of {info.embedding_length:,}: the head belongs to another model"
         )
     if not np.all(np.isfinite(vector)):
-        raise InvalidRequestError(f"{head.name}: the score head contains NaN or infinite values")
+        raise InvalidRequestError(f"{head_name}: the score head contains NaN or infinite values")
     if out.resolve() == backbone.resolve():
         raise InvalidRequestError("the output must be a new file, not the backbone itself")
     # The file is written beside the output and renamed over it: never over a device or a FIFO,
@@ -88,9 +105,9 @@ def pack_reward_model(
         writer.add_uint32(VERSION_KEY, FORMAT_VERSION)
         writer.add_key_value(HEAD_KEY, [float(x) for x in vector], gguf.GGUFValueType.ARRAY,
                              sub_type=gguf.GGUFValueType.FLOAT32)
-        writer.add_float32(BIAS_KEY, float(file_bias if bias is None else bias))
+        writer.add_float32(BIAS_KEY, float(bias))
         writer.add_string(POOLING_KEY, "last")
-        writer.add_string(SOURCE_KEY, source or f"{head.name} ({tensor_name})")
+        writer.add_string(SOURCE_KEY, source)
         for tensor in reader.tensors:
             writer.add_tensor_info(tensor.name, tensor.data.shape, tensor.data.dtype,
                                    tensor.data.nbytes, tensor.tensor_type)

@@ -53,6 +53,7 @@ from playground.ui.model_panel import EMBEDDED, ModelPanel, is_server
 from playground.ui.prompt_panel import PromptPanel
 from playground.ui.ranking_strip import RankingStrip
 from playground.ui.reward_panel import RewardPanel
+from playground.ui.reward_tab import RewardTab
 from playground.ui.sampling_panel import SamplingPanel
 from playground.ui.settings import Settings
 from playground.ui.single_run_view import SingleRunView
@@ -98,6 +99,8 @@ class MainWindow(QMainWindow):
         self.reward_panel = RewardPanel()
         self.ranking_strip = RankingStrip()
         self.demos_tab = DemosTab(self.engine)
+        self.reward_tab = RewardTab(self.engine)
+        self.reward_tab.trained.connect(lambda path: self.reward_panel.add_model(Path(path)))
         self._reward_bytes = 0
         self._server_keys: dict[str, str | None] = {}
         """Keys used this session, by server URL: never saved (the keyring may keep them)."""
@@ -167,6 +170,7 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.demos_tab, "Demos")
         self.tabs.addTab(self.history_panel, "History")
         self.tabs.addTab(self.agreement_view, "Agreement")
+        self.tabs.addTab(self.reward_tab, "Reward model")
         self.generate_tab = generate_tab
         right.addWidget(self.tabs, 1)
         self.tabs.currentChanged.connect(self._show_sidebar)

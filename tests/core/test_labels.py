@@ -40,7 +40,7 @@ from playground.labels import (
     preferences_for_runs,
     ranking_label,
     read_labels,
-    read_preferences_jsonl,
+    read_preferences,
 )
 from playground.records import (
     RewardModelIdentity,
@@ -266,7 +266,7 @@ def test_bad_label_files_get_one_line(tmp_path: Path, document: str, message: st
 def test_a_byte_order_mark_is_not_part_of_the_file(tmp_path: Path) -> None:
     path = tmp_path / "prefs.jsonl"
     path.write_text('\ufeff{"prompt": "p", "chosen": "a", "rejected": "b"}\n', encoding="utf-8")
-    assert [(p.chosen, p.rejected) for p in read_preferences_jsonl(path)] == [("a", "b")]
+    assert [(p.chosen, p.rejected) for p in read_preferences(path)] == [("a", "b")]
 
 
 def test_a_failed_import_stores_nothing(store: Store, tmp_path: Path) -> None:

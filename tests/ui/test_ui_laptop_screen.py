@@ -54,7 +54,7 @@ def test_a_window_saved_on_a_larger_screen_reopens_inside_this_one(qtbot, laptop
 def test_every_tab_and_demonstration_fits_without_scrolling_sideways(qtbot, laptop):
     window = _shown_window(qtbot)
     for page in (window.generate_tab, window.demos_tab, window.history_panel,
-                 window.agreement_view):
+                 window.agreement_view, window.reward_tab):
         window.tabs.setCurrentWidget(page)
         QApplication.processEvents()  # the layout settles as it would in the event loop
         # The sidebar belongs to the Generate tab; the others take the whole width.
