@@ -9,11 +9,12 @@ from pathlib import Path
 import llama_cpp
 import numpy as np
 import pytest
+import store_writer as sw
 from tiny_models import write_tiny_qwen3_classifier
 
 from playground.cli import main
 from playground.errors import InvalidRequestError, UnsupportedModelError
-from playground.labels import Preference
+from playground.labels import Preference, order_label, preferences_for_runs
 from playground.reward import open_reward_model
 from playground.reward.features import FeatureExtractor
 from playground.reward.proof import Question, Reply, Task, accuracy_table, picks, preferences
@@ -24,6 +25,7 @@ from playground.reward.training import (
     pairwise_accuracy,
     train_reward_model,
 )
+from playground.store import Store
 
 PROMPTS = ["the cat", "a dog", "the sun", "a tree", "the sea", "a bird"]
 REPLIES = ["the cat is here", "a dog and the cat", "the sun is up", "a tree"]
@@ -150,6 +152,28 @@ def test_cli_reward_train(tiny_model_path: Path, tmp_path: Path, capsys):
                  "-o", str(out)]) == 1
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "at least 4 preference pairs, and got 1" in error
+
+
+def test_cli_reward_train_on_runs_ranked_in_the_app(tiny_model_path: Path, tmp_path: Path,
+                                                     capsys):
+    """From best-of-N to a reward model: runs ranked by hand, stored, then trained on."""
+    db = tmp_path / "history.sqlite"
+    with Store(db) as store:
+        run_ids = []
+        for seed, prompt in enumerate(PROMPTS[:3]):
+            run = sw.synthetic_run(3, [4, 5, 6], seed=seed, prompt=prompt)
+            run_id = store.save(run)
+            texts = [sample.text for sample in run.samples]
+            store.add_labels([order_label(prompt, texts, [2, 0, 1], "me", run_id)])
+            run_ids.append(run_id)
+        expected = preferences_for_runs(store, run_ids)
+    assert len(expected) == 9  # three strict pairs per ranking of three
+    out = tmp_path / "rm.gguf"
+    assert main(["reward-train", "--runs", ",".join(map(str, run_ids)), "--db", str(db),
+                 "--backbone", str(tiny_model_path), "-o", str(out), "--threads", "1",
+                 "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["pairs"] == 9 and document["prompts"] == 3 and out.is_file()
 
 
 # ---------------------------------------------------------------------------------------------
