@@ -46,8 +46,9 @@ class ProofView(QGroupBox):
         self.summary = QLabel()
         self.summary.setWordWrap(True)
         self.table = QTableWidget(len(METHODS), 3)
-        self.table.setHorizontalHeaderLabels(["Accuracy", "Right / questions",
-                                              "Mean ± sd, 20 splits"])
+        self.table.setHorizontalHeaderLabels(["Accuracy", "Right / questions", "20 splits"])
+        self.table.horizontalHeaderItem(2).setToolTip(
+            "Mean ± standard deviation of the accuracy over 20 more random splits")
         self.table.setVerticalHeaderLabels([METHOD_NAMES[m] for m in METHODS])
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)

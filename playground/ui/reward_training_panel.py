@@ -48,7 +48,7 @@ class RewardTrainingPanel(QGroupBox):
         self.source.addItem("Labelled runs of the history", FROM_RUNS)
         self.source.currentIndexChanged.connect(self._source_chosen)
         self.labels = QLineEdit()
-        self.labels.setPlaceholderText('one {"prompt", "chosen", "rejected"} per line')
+        self.labels.setPlaceholderText("an annotation tool's export, or a .jsonl of pairs")
         browse = QPushButton("Open…")
         browse.clicked.connect(self._open_labels)
         self.labels_row = QWidget()

@@ -99,6 +99,18 @@ def save_screenshots(out_dir: Path, size: tuple[int, int]) -> list[Path]:
             app.processEvents()
             saved.append(_save(window, out_dir / "reward.png"))
 
+            # A person's label (they prefer the judge's last choice), and how each ranking
+            # agrees with it.
+            last = window.run.rank("reward").order[-1]
+            window.prefer_sample(last)
+            window.tabs.setCurrentWidget(window.agreement_view)
+            wait_for(window.agreement_view.task)
+            app.processEvents()
+            saved.append(_save(window, out_dir / "agreement.png"))
+            window.tabs.setCurrentWidget(window.reward_tab)
+            app.processEvents()
+            saved.append(_save(window, out_dir / "reward_training.png"))
+
             # The History lists every run so far; this one's prompt is in three more scripts.
             run_and_wait(window, MULTILINGUAL_PROMPT, replace(base, max_tokens=16), 1)
             window.tabs.setCurrentWidget(window.history_panel)
