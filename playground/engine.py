@@ -56,6 +56,7 @@ from playground.sampling import (
     SamplingParams,
     raw_stats,
 )
+from playground.threads import ThreadChooser, candidate_counts
 
 MAX_SAMPLES = 32
 DEFAULT_CONTEXT = 4096
@@ -149,11 +150,12 @@ def backend_info() -> BackendInfo:
 
 
 def default_threads() -> tuple[int, int]:
-    """(decode threads, prompt threads).
+    """(decode threads to start from, prompt threads).
 
-    Decoding one token is memory-bound: on the 2-core test machine 1 thread decoded faster than 2
-    (see bench/threads.py), and on larger machines half the logical cores (about the physical
-    ones) is llama.cpp's own advice. Prompt processing is compute-bound and takes every core.
+    Decode steps start at half the logical cores (about the physical ones, llama.cpp's own
+    advice; one on 2 cores, the count that stays fast beside a busy process) and then follow
+    the measured speed (`playground.threads`). Prompt processing is compute-bound and takes
+    every core.
     """
     cores = os.cpu_count() or 1
     return max(1, min(8, cores // 2)), cores
@@ -259,7 +261,8 @@ def load(
         header,
         info,
         n_ctx=n_ctx,
-        n_threads=n_threads or decode_threads,
+        threads=ThreadChooser((n_threads,)) if n_threads else
+        ThreadChooser(candidate_counts(), start=decode_threads),
         n_threads_batch=max(n_threads or 0, batch_threads),
         layers_offloaded=int(offloaded.group(1)) if offloaded else 0,
     )
@@ -323,14 +326,17 @@ class LocalEngine:
         info: ModelInfo,
         *,
         n_ctx: int,
-        n_threads: int,
+        threads: ThreadChooser,
         n_threads_batch: int,
         layers_offloaded: int,
     ) -> None:
         self.path = path
         self.info = info
         self.n_ctx = n_ctx
-        self.n_threads = n_threads
+        self.threads = threads
+        """Picks each generation step's thread count (one count when pinned by --threads)."""
+        self.n_threads = threads.last
+        """The decode threads of everything but generation steps (teacher forcing)."""
         self.n_threads_batch = n_threads_batch
         self.layers_offloaded = layers_offloaded
         self.kv_bytes_per_token = kv_bytes_per_token(header)
@@ -481,11 +487,6 @@ class LocalEngine:
         for seq in sequences[1:]:
             ctx.copy_sequence(0, seq.index)
 
-        # Only the prompt is compute-bound enough for every core; a decode step of N tokens is
-        # memory-bound, and spin-waiting threads on a busy machine (the GUI needs a core) made
-        # steps 20x slower with 2 threads on 2 cores. llama.cpp picks n_threads_batch for any
-        # batch of more than one token, so the steps get n_threads for both.
-        ctx.set_threads(self.n_threads, self.n_threads)
         first = ctx.logits(-1)
         rows = [first] * n
         live = sequences
@@ -624,8 +625,20 @@ class LocalEngine:
 
     def _decode_step(self, ctx: LlamaContext, live: list[_Sequence],
                      position: int) -> list[np.ndarray]:
-        self._batch.decode(ctx, [(seq.sampler.history[-1], position, seq.index, True)
-                                 for seq in live])
+        # The step's thread count is the one measured fastest now (see playground.threads):
+        # spin-waiting threads on a busy machine made steps 20x slower with 2 threads on 2
+        # cores, while on an idle one 2 threads are almost twice as fast. llama.cpp picks
+        # n_threads_batch for any batch of more than one token, so both get the count.
+        entries = [(seq.sampler.history[-1], position, seq.index, True) for seq in live]
+        while True:
+            threads, limit = self.threads.plan(len(entries))
+            ctx.set_threads(threads, threads)
+            started = time.perf_counter()
+            done = self._batch.decode(ctx, entries, within=limit)
+            self.threads.measured(len(entries), threads, time.perf_counter() - started,
+                                  aborted=not done)
+            if done:
+                break
         return [ctx.logits(j) for j in range(len(live))]
 
     def _record(
