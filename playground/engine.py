@@ -351,6 +351,11 @@ class LocalEngine:
         """The prompt whose KV cells sequence 0 holds (see _reuse_prefix)."""
         self._batch = LlamaBatch(max(PROMPT_BATCH, MAX_SAMPLES))
 
+    @property
+    def decode_threads(self) -> int:
+        """The thread count generation steps use now (see `ThreadChooser.last`)."""
+        return self.threads.last
+
     # -- lifetime --------------------------------------------------------------------------
 
     def close(self) -> None:

@@ -94,7 +94,8 @@ class ThreadChooser:
         self._kinds = {False: _Kind(start), True: _Kind(start)}
         self._elapsed = 0.0
         self.last = start
-        """The count of the latest step (what the GUI shows)."""
+        """The count held fastest for the kind of the latest step (what the GUI shows; a
+        probe's count is not shown)."""
 
     @property
     def pinned(self) -> bool:
@@ -111,10 +112,9 @@ class ThreadChooser:
         if kind.probing is None and not self.pinned and kind.steps >= 2 \
                 and self._elapsed >= max(kind.due, kind.not_before):
             kind.probing = self._next_probe(kind)
+        self.last = kind.current
         if kind.probing is None:
-            self.last = kind.current
             return kind.current, None
-        self.last = kind.probing
         return kind.probing, ABORT * kind.estimates[kind.current] * max(tokens, 1)
 
     def measured(self, tokens: int, threads: int, seconds: float, *,
