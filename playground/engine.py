@@ -38,7 +38,7 @@ from playground.errors import (
     UnsupportedModelError,
 )
 from playground.gguf_file import GGUFHeader, ModelInfo, model_info, read_header
-from playground.handles import LlamaBatch, LlamaContext, LlamaModel, log_mark, log_since
+from playground.handles import Entry, LlamaBatch, LlamaContext, LlamaModel, log_mark, log_since
 from playground.records import (
     Alternative,
     Event,
@@ -617,14 +617,15 @@ class LocalEngine:
         cancelled: Callable[[], bool],
     ) -> bool:
         """Decode prompt[start:] on sequence 0, with logits for the last token only."""
-        ctx.set_threads(self.n_threads, self.n_threads_batch)
         for first in range(start, len(prompt), PROMPT_BATCH):
             if cancelled():
                 return False
             chunk = prompt[first : first + PROMPT_BATCH]
             last = first + len(chunk) == len(prompt)
-            self._batch.decode(ctx, [(t, first + i, 0, last and i == len(chunk) - 1)
-                               for i, t in enumerate(chunk)])
+            # A prompt read again (another seed) is its last token only: a single step.
+            self._decode_timed(ctx, [(t, first + i, 0, last and i == len(chunk) - 1)
+                                     for i, t in enumerate(chunk)],
+                               "prompt" if len(chunk) > 1 else None)
         self._cached_prompt = list(prompt)
         return True
 
@@ -634,17 +635,23 @@ class LocalEngine:
         # spin-waiting threads on a busy machine made steps 20x slower with 2 threads on 2
         # cores, while on an idle one 2 threads are almost twice as fast. llama.cpp picks
         # n_threads_batch for any batch of more than one token, so both get the count.
-        entries = [(seq.sampler.history[-1], position, seq.index, True) for seq in live]
+        self._decode_timed(ctx, [(seq.sampler.history[-1], position, seq.index, True)
+                                 for seq in live])
+        return [ctx.logits(j) for j in range(len(live))]
+
+    def _decode_timed(self, ctx: LlamaContext, entries: list[Entry],
+                      kind: str | None = None) -> None:
+        """Decode with the thread count the chooser plans, and tell it how long that took; a
+        probe that runs past its limit is aborted and decoded again with the current count."""
         while True:
-            threads, limit = self.threads.plan(len(entries))
+            threads, limit = self.threads.plan(len(entries), kind)
             ctx.set_threads(threads, threads)
             started = time.perf_counter()
             done = self._batch.decode(ctx, entries, within=limit)
-            self.threads.measured(len(entries), threads, time.perf_counter() - started,
+            self.threads.measured(len(entries), threads, time.perf_counter() - started, kind,
                                   aborted=not done)
             if done:
-                break
-        return [ctx.logits(j) for j in range(len(live))]
+                return
 
     def _record(
         self, seq: _Sequence, token: int, row: np.ndarray, sampling_logprob: float, k: int

@@ -6,9 +6,9 @@ twentieth: ggml's workers spin at every barrier, and a spinning thread that shar
 the thread it waits for wastes that core's time. No fixed rule is right on both, so the engine
 measures its own steps and keeps the count whose steps are fastest now.
 
-`ThreadChooser` keeps, for each kind of step (one token, or a batch of several), an estimate of
-the seconds per token of each count it has tried. It runs the best count, and now and then
-probes a neighbouring count for a few steps:
+`ThreadChooser` keeps, for each kind of step (one token, a batch of one token per sample, or a
+chunk of the prompt), an estimate of the seconds per token of each count it has tried. It runs
+the best count, and now and then probes a neighbouring count for a few steps:
 - a probe step may take at most `ABORT` times what the current count would take: the engine
   aborts a step that runs longer (llama.cpp's abort callback) and decodes it again with the
   current count, so a probe costs at most about `ABORT` - 1 steps, however slow its count is;
@@ -53,6 +53,10 @@ def candidate_counts(cores: int | None = None) -> tuple[int, ...]:
     return tuple(sorted(counts))
 
 
+def _kind_of(tokens: int) -> str:
+    return "single" if tokens == 1 else "batched"
+
+
 @dataclass
 class _Kind:
     """What is known about one kind of step."""
@@ -79,9 +83,10 @@ class _Kind:
 class ThreadChooser:
     """Picks the thread count of each decode step from the measured times of earlier steps.
 
-    `counts` are the counts it may use, lowest first (one count: pinned, nothing is probed);
-    it starts at `start`. Call `plan(tokens)` before a step of `tokens` tokens and
-    `measured(tokens, threads, seconds)` after it.
+    `counts` are the counts it may use (one count: pinned, nothing is probed). Generation steps
+    start at `start`, prompts at the most threads: reading a prompt is compute-bound. Call
+    `plan(tokens, kind)` before a step and `measured(tokens, threads, seconds, kind)` after it;
+    the kind is "single" or "batched" (the default, by the tokens) or "prompt".
     """
 
     def __init__(self, counts: tuple[int, ...], start: int | None = None) -> None:
@@ -91,7 +96,8 @@ class ThreadChooser:
         start = self.counts[0] if start is None else start
         if start not in self.counts:
             raise ValueError(f"the start count {start} is not among {self.counts}")
-        self._kinds = {False: _Kind(start), True: _Kind(start)}
+        self._kinds = {"single": _Kind(start), "batched": _Kind(start),
+                       "prompt": _Kind(self.counts[-1])}
         self._elapsed = 0.0
         self.last = start
         """The count held fastest for the kind of the latest step (what the GUI shows; a
@@ -101,28 +107,30 @@ class ThreadChooser:
     def pinned(self) -> bool:
         return len(self.counts) == 1
 
-    def current(self, batched: bool) -> int:
-        """The count the chooser holds fastest now for single (False) or batched steps."""
-        return self._kinds[batched].current
+    def current(self, kind: str) -> int:
+        """The count held fastest now for steps of that kind."""
+        return self._kinds[kind].current
 
-    def plan(self, tokens: int) -> tuple[int, float | None]:
+    def plan(self, tokens: int, kind: str | None = None) -> tuple[int, float | None]:
         """The thread count for the next step of `tokens` tokens, and the seconds that step may
         take before it is aborted (None: no limit; only probe steps have one)."""
-        kind = self._kinds[tokens > 1]
+        name = kind or _kind_of(tokens)
+        kind = self._kinds[name]
         if kind.probing is None and not self.pinned and kind.steps >= 2 \
                 and self._elapsed >= max(kind.due, kind.not_before):
             kind.probing = self._next_probe(kind)
-        self.last = kind.current
+        if name != "prompt":
+            self.last = kind.current
         if kind.probing is None:
             return kind.current, None
         return kind.probing, ABORT * kind.estimates[kind.current] * max(tokens, 1)
 
-    def measured(self, tokens: int, threads: int, seconds: float, *,
+    def measured(self, tokens: int, threads: int, seconds: float, kind: str | None = None, *,
                  aborted: bool = False) -> None:
         """Record that a step of `tokens` tokens with `threads` threads took `seconds`, or
         was `aborted` after that long (over its limit)."""
         self._elapsed += seconds
-        kind = self._kinds[tokens > 1]
+        kind = self._kinds[kind or _kind_of(tokens)]
         tokens = max(tokens, 1)
         if threads == kind.probing:
             self._probe_step(kind, seconds, tokens, aborted)

@@ -24,9 +24,10 @@ class Simulation:
     """The engine's step loop against a made-up timer: `cost(threads)` is a step's seconds per
     token; a probe step that would pass its limit is aborted there and done again."""
 
-    def __init__(self, chooser: ThreadChooser, tokens: int = 1) -> None:
+    def __init__(self, chooser: ThreadChooser, tokens: int = 1, kind: str | None = None) -> None:
         self.chooser = chooser
         self.tokens = tokens
+        self.kind = kind
         self.seconds = 0.0
         self.steps_by_count: dict[int, int] = {}
 
@@ -35,14 +36,14 @@ class Simulation:
         before = self.seconds
         for _ in range(steps):
             while True:
-                threads, limit = self.chooser.plan(self.tokens)
+                threads, limit = self.chooser.plan(self.tokens, self.kind)
                 seconds = cost[threads] * self.tokens
                 self.steps_by_count[threads] = self.steps_by_count.get(threads, 0) + 1
                 aborted = limit is not None and seconds > limit
                 if aborted:
                     seconds = limit
                 self.seconds += seconds
-                self.chooser.measured(self.tokens, threads, seconds, aborted=aborted)
+                self.chooser.measured(self.tokens, threads, seconds, self.kind, aborted=aborted)
                 if not aborted:
                     break
         return self.seconds - before
@@ -59,7 +60,7 @@ def test_it_picks_the_fastest_count(tokens: int) -> None:
     chooser = ThreadChooser((1, 2), start=1)
     sim = Simulation(chooser, tokens)
     sim.run(50, IDLE)
-    assert chooser.current(tokens > 1) == 2
+    assert chooser.current("batched" if tokens > 1 else "single") == 2
     # Once found, probing the slower count costs a few per cent (BUDGET is 3%).
     spent = sim.run(2000, IDLE)
     best = 2000 * tokens * IDLE[2]
@@ -71,10 +72,10 @@ def test_it_picks_the_fastest_of_many_counts_by_climbing() -> None:
     chooser = ThreadChooser(candidate_counts(16), start=8)
     assert chooser.counts == (1, 2, 4, 8, 16)
     Simulation(chooser).run(300, cost)
-    assert chooser.current(False) == 8
+    assert chooser.current("single") == 8
     chooser = ThreadChooser(candidate_counts(16), start=1)
     Simulation(chooser).run(300, cost)
-    assert chooser.current(False) == 8
+    assert chooser.current("single") == 8
 
 
 @pytest.mark.parametrize("idle_steps", [100, 137, 174])
@@ -82,12 +83,12 @@ def test_it_follows_the_load_as_it_comes_and_goes(idle_steps: int) -> None:
     chooser = ThreadChooser((1, 2), start=1)
     sim = Simulation(chooser)
     sim.run(idle_steps, IDLE)
-    assert chooser.current(False) == 2
+    assert chooser.current("single") == 2
     # A busy process starts: within half a second of decoding, one thread again (a step far
     # slower than expected makes a probe due; the regular probes alone take up to a second).
     sim.run(1, LOADED)
     spent = 0.0
-    while chooser.current(False) != 1:
+    while chooser.current("single") != 1:
         spent += sim.run(1, LOADED)
         assert spent < 0.5
     # While it lasts, the cost stays near the one-thread figure.
@@ -95,7 +96,7 @@ def test_it_follows_the_load_as_it_comes_and_goes(idle_steps: int) -> None:
     assert spent < 2000 * LOADED[1] * 1.05
     # It ends: two threads again within a second of decoding.
     spent = 0.0
-    while chooser.current(False) != 2:
+    while chooser.current("single") != 2:
         spent += sim.run(1, IDLE)
         assert spent < 1.0
 
@@ -121,7 +122,15 @@ def test_single_and_batched_steps_are_chosen_apart() -> None:
     for _ in range(200):
         single.run(1, {1: 0.011, 2: 0.014})
         batched.run(1, {1: 0.010, 2: 0.006})
-    assert (chooser.current(False), chooser.current(True)) == (1, 2)
+    assert (chooser.current("single"), chooser.current("batched")) == (1, 2)
+
+
+def test_prompts_start_on_every_thread_and_are_chosen_apart() -> None:
+    chooser = ThreadChooser((1, 2), start=1)
+    prompt = Simulation(chooser, 30, kind="prompt")
+    assert chooser.current("prompt") == 2
+    prompt.run(20, {1: 0.002, 2: 0.02})  # a busy machine
+    assert (chooser.current("prompt"), chooser.current("single")) == (1, 1)
 
 
 def test_candidate_counts() -> None:
@@ -144,13 +153,13 @@ class Restless(ThreadChooser):
         self.aborted = 0
         self.used: set[int] = set()
 
-    def plan(self, tokens: int) -> tuple[int, float | None]:
+    def plan(self, tokens: int, kind: str | None = None) -> tuple[int, float | None]:
         self.plans += 1
         threads = 1 + self.plans % 2
         self.used.add(threads)
         return threads, 0.0 if self.plans % 3 == 0 else None
 
-    def measured(self, tokens: int, threads: int, seconds: float, *,
+    def measured(self, tokens: int, threads: int, seconds: float, kind: str | None = None, *,
                  aborted: bool = False) -> None:
         self.aborted += aborted
 
