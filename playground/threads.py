@@ -14,7 +14,8 @@ the best count, and now and then probes a neighbouring count for a few steps:
   current count, so a probe costs at most about `ABORT` - 1 steps, however slow its count is;
 - the next probe waits until the time lost in probing is at most `BUDGET` of the decode time
   since, so that under load, where every probe of more threads is slow, probing stays cheap;
-- a step of the current count far slower than its estimate (load came) makes a probe due now.
+- a step of the current count far slower than its estimate (load came) makes a probe due now,
+  back-off or not.
 
 Time is the decode time that the chooser was told about, not the wall clock: it is what a probe
 costs, and tests can drive the chooser with made-up step times.
@@ -27,8 +28,9 @@ import statistics
 from dataclasses import dataclass, field
 
 ABORT = 1.5
-"""A probe step slower than this times the current count's estimate ends the probe."""
-BUDGET = 0.03
+"""A probe step may take this many times the current count's estimate; the engine aborts it
+there (and decodes it again), and a probe step slower than that ends the probe."""
+BUDGET = 0.02
 """The most of the decode time that probing may lose (after each probe, the next one waits)."""
 PROBE_STEPS = 3
 """Steps a probe runs when none of them is too slow."""
@@ -153,7 +155,8 @@ class ThreadChooser:
             kind.estimates[kind.current] = per_token
         else:
             if per_token > SURPRISE * estimate:
-                kind.due = self._elapsed  # the load changed: look around again
+                # The load changed: look around now; what probes cost before says nothing.
+                kind.due = kind.not_before = self._elapsed
             kind.estimates[kind.current] = estimate + SMOOTHING * (per_token - estimate)
         kind.probed_at[kind.current] = self._elapsed
 

@@ -61,7 +61,7 @@ def test_it_picks_the_fastest_count(tokens: int) -> None:
     sim = Simulation(chooser, tokens)
     sim.run(50, IDLE)
     assert chooser.current("batched" if tokens > 1 else "single") == 2
-    # Once found, probing the slower count costs a few per cent (BUDGET is 3%).
+    # Once found, probing the slower count costs a few per cent (BUDGET is 2%).
     spent = sim.run(2000, IDLE)
     best = 2000 * tokens * IDLE[2]
     assert best < spent < best * 1.05
