@@ -150,12 +150,12 @@ def backend_info() -> BackendInfo:
 
 
 def default_threads() -> tuple[int, int]:
-    """(decode threads to start from, prompt threads).
+    """(decode threads to start from, threads of teacher forcing).
 
-    Decode steps start at half the logical cores (about the physical ones, llama.cpp's own
-    advice; one on 2 cores, the count that stays fast beside a busy process) and then follow
-    the measured speed (`playground.threads`). Prompt processing is compute-bound and takes
-    every core.
+    Decodes start at half the logical cores (about the physical ones, llama.cpp's own advice;
+    one on 2 cores, the count that stays fast beside a busy process) and then follow the
+    measured speed (`playground.threads`). Teacher forcing reads many tokens per decode, which
+    is compute-bound: it takes every core.
     """
     cores = os.cpu_count() or 1
     return max(1, min(8, cores // 2)), cores

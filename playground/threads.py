@@ -14,8 +14,9 @@ the best count, and now and then probes a neighbouring count for a few steps:
   current count, so a probe costs at most about `ABORT` - 1 steps, however slow its count is;
 - the next probe waits until the time lost in probing is at most `BUDGET` of the decode time
   since, so that under load, where every probe of more threads is slow, probing stays cheap;
-- a step of the current count far slower than its estimate (load came) makes a probe due now,
-  back-off or not.
+- a step of the current count far slower than its estimate (load came) makes a probe of fewer
+  threads due now, back-off or not: spinning threads are what load slows most. At the fewest
+  threads a slow step is just the load, and probing more would only cost more.
 
 Time is the decode time that the chooser was told about, not the wall clock: it is what a probe
 costs, and tests can drive the chooser with made-up step times.
@@ -37,7 +38,8 @@ PROBE_STEPS = 3
 PROBE_EVERY = 1.0
 """Seconds of decoding between probes when they cost nothing (the next one is due then)."""
 SURPRISE = 2.0
-"""A step of the current count this many times slower than its estimate makes a probe due."""
+"""A step of the current count this many times slower than its estimate makes a probe of fewer
+threads due."""
 SMOOTHING = 0.2
 """Weight of the newest step in the current count's running estimate."""
 SWITCH = 0.97
@@ -80,13 +82,16 @@ class _Kind:
     """Decode time before which no probe may start (the budget's back-off)."""
     steps: int = 0
     """Steps of the current count since it became current."""
+    surprised: bool = False
+    """Whether a step of the current count was far slower than expected (see SURPRISE)."""
 
 
 class ThreadChooser:
     """Picks the thread count of each decode step from the measured times of earlier steps.
 
-    `counts` are the counts it may use (one count: pinned, nothing is probed). Generation steps
-    start at `start`, prompts at the most threads: reading a prompt is compute-bound. Call
+    `counts` are the counts it may use (one count: pinned, nothing is probed); every kind
+    starts at `start`. Prompts too: a first prompt read with every thread beside a busy process
+    took seconds, and probing finds the faster count from the third chunk or prompt on. Call
     `plan(tokens, kind)` before a step and `measured(tokens, threads, seconds, kind)` after it;
     the kind is "single" or "batched" (the default, by the tokens) or "prompt".
     """
@@ -98,8 +103,7 @@ class ThreadChooser:
         start = self.counts[0] if start is None else start
         if start not in self.counts:
             raise ValueError(f"the start count {start} is not among {self.counts}")
-        self._kinds = {"single": _Kind(start), "batched": _Kind(start),
-                       "prompt": _Kind(self.counts[-1])}
+        self._kinds = {name: _Kind(start) for name in ("single", "batched", "prompt")}
         self._elapsed = 0.0
         self.last = start
         """The count held fastest for the kind of the latest step (what the GUI shows; a
@@ -143,8 +147,11 @@ class ThreadChooser:
 
     def _next_probe(self, kind: _Kind) -> int:
         """The neighbour of the current count (one step down or up the list) measured longest
-        ago; never measured counts first."""
+        ago, never measured counts first; after a surprise, the one below."""
         i = self.counts.index(kind.current)
+        if kind.surprised:
+            kind.surprised = False
+            return self.counts[i - 1]
         neighbours = [self.counts[j] for j in (i - 1, i + 1) if 0 <= j < len(self.counts)]
         return min(neighbours, key=lambda n: kind.probed_at.get(n, -1.0))
 
@@ -154,9 +161,10 @@ class ThreadChooser:
         if estimate is None:
             kind.estimates[kind.current] = per_token
         else:
-            if per_token > SURPRISE * estimate:
-                # The load changed: look around now; what probes cost before says nothing.
+            if per_token > SURPRISE * estimate and kind.current > self.counts[0]:
+                # Load came: fewer threads now, whatever probes cost before.
                 kind.due = kind.not_before = self._elapsed
+                kind.surprised = True
             kind.estimates[kind.current] = estimate + SMOOTHING * (per_token - estimate)
         kind.probed_at[kind.current] = self._elapsed
 

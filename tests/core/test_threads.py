@@ -125,12 +125,25 @@ def test_single_and_batched_steps_are_chosen_apart() -> None:
     assert (chooser.current("single"), chooser.current("batched")) == (1, 2)
 
 
-def test_prompts_start_on_every_thread_and_are_chosen_apart() -> None:
+def test_prompts_are_chosen_apart() -> None:
     chooser = ThreadChooser((1, 2), start=1)
     prompt = Simulation(chooser, 30, kind="prompt")
-    assert chooser.current("prompt") == 2
-    prompt.run(20, {1: 0.002, 2: 0.02})  # a busy machine
-    assert (chooser.current("prompt"), chooser.current("single")) == (1, 1)
+    prompt.run(20, {1: 0.002, 2: 0.001})  # reading a prompt pays for the second thread
+    assert (chooser.current("prompt"), chooser.current("single")) == (2, 1)
+
+
+def test_at_the_fewest_threads_a_slow_step_probes_nothing_more() -> None:
+    """Load that slows one thread slows two more: a surprise at one thread is no reason to
+    probe (each probe would cost its limit), so the budget alone paces the probes."""
+    chooser = ThreadChooser((1, 2), start=1)
+    sim = Simulation(chooser)
+    sim.run(100, LOADED)
+    before = sim.steps_by_count[2]
+    for i in range(3000):  # every tenth step is slowed 3x by the load
+        sim.run(1, {1: LOADED[1] * (3 if i % 10 == 0 else 1), 2: LOADED[2]})
+    # The budget's pace: one cut-off probe step (18 ms) per 0.9 s of decoding, about 1 step in
+    # 75; probing at every slow step would be 1 in 10.
+    assert sim.steps_by_count[2] - before < 60
 
 
 def test_candidate_counts() -> None:
