@@ -51,7 +51,7 @@ def _generation_options() -> argparse.ArgumentParser:
     g.add_argument("--ctx", type=int, default=None, metavar="N",
                    help="context window of one sample in tokens (default: min(trained, 4096))")
     g.add_argument("--threads", type=int, default=None, metavar="N",
-                   help="decode threads (default: measured rule, see README)")
+                   help="pin the decode threads (default: the count measured fastest now)")
     g = p.add_argument_group("prompt")
     src = g.add_mutually_exclusive_group(required=True)
     src.add_argument("--prompt", "-p", help="the prompt text")

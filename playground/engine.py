@@ -38,7 +38,7 @@ from playground.errors import (
     UnsupportedModelError,
 )
 from playground.gguf_file import GGUFHeader, ModelInfo, model_info, read_header
-from playground.handles import LlamaBatch, LlamaContext, LlamaModel, log_mark, log_since
+from playground.handles import Entry, LlamaBatch, LlamaContext, LlamaModel, log_mark, log_since
 from playground.records import (
     Alternative,
     Event,
@@ -57,6 +57,7 @@ from playground.sampling import (
     SamplingParams,
     raw_stats,
 )
+from playground.threads import ThreadChooser, candidate_counts
 
 MAX_SAMPLES = 32
 DEFAULT_CONTEXT = 4096
@@ -150,11 +151,12 @@ def backend_info() -> BackendInfo:
 
 
 def default_threads() -> tuple[int, int]:
-    """(decode threads, prompt threads).
+    """(decode threads to start from, threads of teacher forcing).
 
-    Decoding one token is memory-bound: on the 2-core test machine 1 thread decoded faster than 2
-    (see bench/threads.py), and on larger machines half the logical cores (about the physical
-    ones) is llama.cpp's own advice. Prompt processing is compute-bound and takes every core.
+    Decodes start at half the logical cores (about the physical ones, llama.cpp's own advice;
+    one on 2 cores, the count that stays fast beside a busy process) and then follow the
+    measured speed (`playground.threads`). Teacher forcing reads many tokens per decode, which
+    is compute-bound: it takes every core.
     """
     cores = os.cpu_count() or 1
     return max(1, min(8, cores // 2)), cores
@@ -260,7 +262,8 @@ def load(
         header,
         info,
         n_ctx=n_ctx,
-        n_threads=n_threads or decode_threads,
+        threads=ThreadChooser((n_threads,)) if n_threads else
+        ThreadChooser(candidate_counts(), start=decode_threads),
         n_threads_batch=max(n_threads or 0, batch_threads),
         layers_offloaded=int(offloaded.group(1)) if offloaded else 0,
     )
@@ -324,14 +327,17 @@ class LocalEngine:
         info: ModelInfo,
         *,
         n_ctx: int,
-        n_threads: int,
+        threads: ThreadChooser,
         n_threads_batch: int,
         layers_offloaded: int,
     ) -> None:
         self.path = path
         self.info = info
         self.n_ctx = n_ctx
-        self.n_threads = n_threads
+        self.threads = threads
+        """Picks each generation step's thread count (one count when pinned by --threads)."""
+        self.n_threads = threads.last
+        """The decode threads of everything but generation steps (teacher forcing)."""
         self.n_threads_batch = n_threads_batch
         self.layers_offloaded = layers_offloaded
         self.kv_bytes_per_token = kv_bytes_per_token(header)
@@ -345,6 +351,11 @@ class LocalEngine:
         self._cached_prompt: list[int] = []
         """The prompt whose KV cells sequence 0 holds (see _reuse_prefix)."""
         self._batch = LlamaBatch(max(PROMPT_BATCH, MAX_SAMPLES))
+
+    @property
+    def decode_threads(self) -> int:
+        """The thread count generation steps use now (see `ThreadChooser.last`)."""
+        return self.threads.last
 
     # -- lifetime --------------------------------------------------------------------------
 
@@ -485,11 +496,6 @@ class LocalEngine:
         for seq in sequences[1:]:
             ctx.copy_sequence(0, seq.index)
 
-        # Only the prompt is compute-bound enough for every core; a decode step of N tokens is
-        # memory-bound, and spin-waiting threads on a busy machine (the GUI needs a core) made
-        # steps 20x slower with 2 threads on 2 cores. llama.cpp picks n_threads_batch for any
-        # batch of more than one token, so the steps get n_threads for both.
-        ctx.set_threads(self.n_threads, self.n_threads)
         first = ctx.logits(-1)
         rows = [first] * n
         live = sequences
@@ -629,22 +635,41 @@ class LocalEngine:
         cancelled: Callable[[], bool],
     ) -> bool:
         """Decode prompt[start:] on sequence 0, with logits for the last token only."""
-        ctx.set_threads(self.n_threads, self.n_threads_batch)
         for first in range(start, len(prompt), PROMPT_BATCH):
             if cancelled():
                 return False
             chunk = prompt[first : first + PROMPT_BATCH]
             last = first + len(chunk) == len(prompt)
-            self._batch.decode(ctx, [(t, first + i, 0, last and i == len(chunk) - 1)
-                               for i, t in enumerate(chunk)])
+            # A prompt read again (another seed) is its last token only: a single step.
+            self._decode_timed(ctx, [(t, first + i, 0, last and i == len(chunk) - 1)
+                                     for i, t in enumerate(chunk)],
+                               "prompt" if len(chunk) > 1 else None)
         self._cached_prompt = list(prompt)
         return True
 
     def _decode_step(self, ctx: LlamaContext, live: list[_Sequence],
                      position: int) -> list[np.ndarray]:
-        self._batch.decode(ctx, [(seq.sampler.history[-1], position, seq.index, True)
+        # The step's thread count is the one measured fastest now (see playground.threads):
+        # spin-waiting threads on a busy machine made steps 20x slower with 2 threads on 2
+        # cores, while on an idle one 2 threads are almost twice as fast. llama.cpp picks
+        # n_threads_batch for any batch of more than one token, so both get the count.
+        self._decode_timed(ctx, [(seq.sampler.history[-1], position, seq.index, True)
                                  for seq in live])
         return [ctx.logits(j) for j in range(len(live))]
+
+    def _decode_timed(self, ctx: LlamaContext, entries: list[Entry],
+                      kind: str | None = None) -> None:
+        """Decode with the thread count the chooser plans, and tell it how long that took; a
+        probe that runs past its limit is aborted and decoded again with the current count."""
+        while True:
+            threads, limit = self.threads.plan(len(entries), kind)
+            ctx.set_threads(threads, threads)
+            started = time.perf_counter()
+            done = self._batch.decode(ctx, entries, within=limit)
+            self.threads.measured(len(entries), threads, time.perf_counter() - started, kind,
+                                  aborted=not done)
+            if done:
+                return
 
     def _record(
         self, seq: _Sequence, token: int, row: np.ndarray, sampling_logprob: float, k: int,

@@ -14,8 +14,10 @@ the thread that uses them.
 from __future__ import annotations
 
 import ctypes
+import math
 import os
 import sys
+import time
 import weakref
 from collections import deque
 from collections.abc import Iterable
@@ -170,15 +172,32 @@ class LlamaContext:
         self.n_ctx = n_ctx
         self.flash_attention = flash_attention
         self.memory = llama_cpp.llama_get_memory(handle)
+        self._threads = (n_threads, n_threads_batch)
         self._finalizer = weakref.finalize(self, llama_cpp.llama_free, handle)
+        deadline = self._deadline = [math.inf]  # a list, so that the callback holds no self
+        self._abort = llama_cpp.ggml_abort_callback(
+            lambda _data: time.perf_counter() > deadline[0])
 
     def close(self) -> None:
         self._finalizer()
 
     def set_threads(self, n_threads: int, n_threads_batch: int) -> None:
         """llama.cpp uses `n_threads` for one-token steps and `n_threads_batch` for larger ones;
-        changing them between decodes costs nothing."""
-        llama_cpp.llama_set_n_threads(self.handle, n_threads, n_threads_batch)
+        changing them between decodes costs nothing, but each call logs a line, which costs
+        about 0.1 ms through the log callback: so only a change is passed on."""
+        if (n_threads, n_threads_batch) != self._threads:
+            llama_cpp.llama_set_n_threads(self.handle, n_threads, n_threads_batch)
+            self._threads = (n_threads, n_threads_batch)
+
+    def set_deadline(self, deadline: float | None) -> None:
+        """Abort decodes that are still running at `time.perf_counter()` `deadline` (None:
+        never). llama.cpp calls the check after every graph node, which costs about a
+        microsecond each, so it is installed only while a deadline is set."""
+        if deadline is None:
+            llama_cpp.llama_set_abort_callback(self.handle, _NO_ABORT, None)
+        else:
+            self._deadline[0] = deadline
+            llama_cpp.llama_set_abort_callback(self.handle, self._abort, None)
 
     def set_embeddings(self, on: bool) -> None:
         llama_cpp.llama_set_embeddings(self.handle, on)
@@ -221,9 +240,12 @@ class LlamaBatch:
     def close(self) -> None:
         self._finalizer()
 
-    def decode(self, ctx: LlamaContext, entries: list[Entry]) -> None:
+    def decode(self, ctx: LlamaContext, entries: list[Entry], *,
+               within: float | None = None) -> bool:
         """One llama_decode of `entries` (at most `capacity`); a full KV cache is a
-        ResourceError."""
+        ResourceError. With `within`, a decode still running after that many seconds is
+        aborted, its KV cells dropped, and False returned: the same entries can be decoded
+        again."""
         batch = self._batch
         for i, (token, pos, seq, logits) in enumerate(entries):
             batch.token[i] = token
@@ -232,8 +254,21 @@ class LlamaBatch:
             batch.seq_id[i][0] = seq
             batch.logits[i] = logits
         batch.n_tokens = len(entries)
-        code = llama_cpp.llama_decode(ctx.handle, batch)
+        if within is None:
+            code = llama_cpp.llama_decode(ctx.handle, batch)
+        else:
+            ctx.set_deadline(time.perf_counter() + within)
+            try:
+                code = llama_cpp.llama_decode(ctx.handle, batch)
+            finally:
+                ctx.set_deadline(None)
+            if code == 2:
+                return False
         if code == 1:
             raise ResourceError("the context is full: no room left in the KV cache")
         if code != 0:
             raise PlaygroundError(f"llama.cpp failed to decode (error {code})")
+        return True
+
+
+_NO_ABORT = llama_cpp.ggml_abort_callback()  # a null function pointer: no abort check

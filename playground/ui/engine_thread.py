@@ -67,6 +67,14 @@ class Notice:
 
 
 @dataclass(frozen=True)
+class DecodeThreads:
+    """What a generation yields when the engine's decode thread count changes (engines that
+    choose none, such as a server, yield none)."""
+
+    count: int
+
+
+@dataclass(frozen=True)
 class Scored:
     """What a scoring returns: one score per response (NaN where cancelled), and the model."""
 
@@ -170,6 +178,7 @@ class EngineThread:
             stats: RunStats | None = None
             said = len(getattr(engine, "notices", ()))
             # The writer flushes what it holds even when generation fails half-way.
+            shown = None
             with writer or contextlib.nullcontext():
                 yield StartedRun(run, writer.run_id if writer else None, notice)
                 for event in engine.generate(run, cancel=cancelled):
@@ -178,6 +187,11 @@ class EngineThread:
                     if isinstance(event, RunEnd):
                         stats = event.stats
                     yield event
+                    # Read here, on the engine's thread, and sent with the events.
+                    threads = getattr(engine, "decode_threads", None)
+                    if threads is not None and threads != shown:
+                        shown = threads
+                        yield DecodeThreads(threads)
             for found in getattr(engine, "notices", ())[said:]:
                 yield Notice(found)
             return stats

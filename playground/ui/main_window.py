@@ -41,6 +41,7 @@ from playground.ui.best_of_n_view import BestOfNView
 from playground.ui.demos_tab import DemosTab
 from playground.ui.distribution_view import DistributionView
 from playground.ui.engine_thread import (
+    DecodeThreads,
     EngineThread,
     LoadedModel,
     Notice,
@@ -184,11 +185,15 @@ class MainWindow(QMainWindow):
 
     def _build_status_bar(self) -> None:
         self.speed_label = QLabel("—")
+        self.threads_label = QLabel("")
+        self.threads_label.setToolTip(
+            "Threads per decode step: the count measured fastest now (it follows the load "
+            "on this computer), or the one set with --threads")
         self.prompt_label = QLabel("")
         self.context_label = QLabel("")
         self.memory_label = QLabel("")
-        for label in (self.speed_label, self.prompt_label, self.context_label,
-                      self.memory_label):
+        for label in (self.speed_label, self.threads_label, self.prompt_label,
+                      self.context_label, self.memory_label):
             self.statusBar().addPermanentWidget(label)
 
     # -- model -----------------------------------------------------------------------------
@@ -304,6 +309,8 @@ class MainWindow(QMainWindow):
                 self._run_started(item)
             elif isinstance(item, Notice):
                 self.banner.show_message(item.text)
+            elif isinstance(item, DecodeThreads):
+                self.threads_label.setText(f"{item.count} thread{'s' if item.count > 1 else ''}")
             elif self.run is not None:
                 self.run.add(item)
         self._dirty = True

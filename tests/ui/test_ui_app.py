@@ -44,6 +44,14 @@ def test_load_and_generate(qtbot, window: MainWindow):
     assert "tok/s" in window.speed_label.text()
 
 
+def test_the_status_bar_shows_the_decode_threads(qtbot, window: MainWindow):
+    generate(qtbot, window, SamplingParams(seed=3, max_tokens=12), n=2)
+    engine = window.engine._engine  # idle now: nothing runs on the engine's thread
+    count = engine.decode_threads
+    assert count in engine.threads.counts
+    assert window.threads_label.text() == f"{count} thread{'s' if count > 1 else ''}"
+
+
 def test_unlocked_seed_is_drawn_and_shown(qtbot, window: MainWindow):
     generate(qtbot, window, SamplingParams(seed=None, max_tokens=4))
     assert window.sampling_panel.seed.value() == window.run.params.seed
