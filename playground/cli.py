@@ -549,10 +549,14 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
+    from playground.engine import load
     from playground.sampling_lab import probe, probe_context, split_candidates
 
     candidates, prompt = split_candidates(args.candidates), _prompt(args)
-    with _engine(args) as engine:
+    # Local only: a rank out of the whole vocabulary and teacher-forced candidates need the
+    # full logits row, which no server sends.
+    with load(args.model, n_gpu_layers=args.n_gpu_layers, n_ctx=args.ctx,
+              n_threads=args.threads) as engine:
         context = probe_context(engine, prompt, chat=not args.raw, system=args.system,
                                 prefix=args.prefix)
         scores = probe(engine, context, candidates)
