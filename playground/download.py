@@ -7,9 +7,10 @@ and the next download of that model resumes from it (an HTTP Range request).
 
 huggingface_hub does the Hub's part. `get_hf_file_metadata` resolves the file at the catalog's
 revision: HEAD /resolve, the Hub's redirect to its CDN, and the headers X-Repo-Commit,
-X-Linked-Etag and X-Linked-Size. `http_get` streams it from a given offset and resumes a
-connection that breaks up to five times in a row. `hf_hub_download` is not used: it deletes its
-partial file on any failure, so a cancelled download could not resume. HF_ENDPOINT points
+X-Linked-Etag and X-Linked-Size. `_stream` fetches the bytes as its `http_get` does (a Range
+request from a given offset, again when the connection breaks, up to five times in a row), with
+a Cancel that acts at once, even on a stalled line. `hf_hub_download` is not used: it deletes
+its partial file on any failure, so a cancelled download could not resume. HF_ENDPOINT points
 downloads at another Hub (a mirror, or the tests' local one); a token from `hf auth login` or
 HF_TOKEN is sent to the Hub and never to its CDN.
 """
@@ -17,11 +18,12 @@ HF_TOKEN is sent to the Hub and never to its CDN.
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import os
 import re
 import shutil
+import socket
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +42,16 @@ IsCancelled = Callable[[], bool]
 LIBRARY = "sampling-playground"
 CHUNK = 1 << 20
 """Bytes between two progress reports (and two looks at Cancel) of a download, and of the
-checksum. huggingface_hub's own 10 MB would be 10 s on a slow line, and as long to quit."""
+checksum. huggingface_hub's own 10 MB would be 10 s on a slow line."""
+TRIES = 5
+"""Times a download starts again from what reached the disk when its connection breaks before
+another chunk arrived (huggingface_hub's number)."""
+RETRY_PAUSE = 1.0
+"""Seconds between two tries (huggingface_hub's)."""
+POLL = 0.05
+"""Seconds between two looks at Cancel while a download waits for bytes: at most this long, and
+a stalled line cannot hold a Cancel, or quitting, any longer."""
+RESUMES = "Download cancelled; the next download resumes from where it was."
 SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -154,7 +165,6 @@ def _fetch(model: CatalogModel, partial: Path, have: int, progress: Progress,
            cancelled: IsCancelled) -> str | None:
     """Append the rest of the file to `partial`; return the commit the Hub served it from."""
     from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url
-    from huggingface_hub.file_download import http_get
     from huggingface_hub.utils import build_hf_headers
 
     assert model.repo and model.file and model.size_bytes
@@ -181,35 +191,95 @@ def _fetch(model: CatalogModel, partial: Path, have: int, progress: Progress,
         headers = build_hf_headers(library_name=LIBRARY, library_version=__version__)
         if urlsplit(source).netloc != urlsplit(url).netloc:
             headers.pop("authorization", None)
-        meter = functools.partial(_Meter, progress, cancelled, model.size_bytes)
-        constants.DOWNLOAD_CHUNK_SIZE = CHUNK  # http_get reads it at each call
-        with partial.open("ab") as file:
-            http_get(source, file, resume_size=have, headers=headers,
-                     expected_size=model.size_bytes, displayed_filename=model.file,
-                     tqdm_class=meter)  # type: ignore[arg-type]
+        _stream(source, headers, partial, have, model.size_bytes, progress, cancelled)
     return meta.commit_hash
 
 
-class _Meter:
-    """What `http_get` takes for its tqdm progress bar: it passes on how much is on disk after
-    each chunk (CHUNK), and stops the download once it was cancelled."""
+def _stream(source: str, headers: dict[str, str], partial: Path, have: int, size: int,
+            progress: Progress, cancelled: IsCancelled) -> None:
+    """Append the file's bytes from `have` on to `partial`, a whole CHUNK at a time, as
+    huggingface_hub's `http_get` does, which waits out its 10 s read timeout on a stalled line
+    (and then tries again) before it looks at Cancel."""
+    import httpx2
+    from huggingface_hub import constants
+    from huggingface_hub.utils import hf_raise_for_status, http_stream_backoff
 
-    def __init__(self, progress: Progress, cancelled: IsCancelled, size: int, *,
-                 initial: int = 0, **_bar_options: Any) -> None:
-        self._progress, self._cancelled, self._size = progress, cancelled, size
-        self.n = initial
+    tries = TRIES
+    with partial.open("ab") as file, _Cutter(cancelled) as cutter:
+        while True:
+            if cancelled():
+                raise Cancelled(RESUMES)
+            ranged = {**headers, "Range": f"bytes={have}-"} if have else headers
+            try:
+                with http_stream_backoff("GET", source, headers=ranged,
+                                         timeout=constants.HF_HUB_DOWNLOAD_TIMEOUT,
+                                         retry_on_exceptions=(), retry_on_status_codes=(408, 429),
+                                         extensions={"trace": cutter.trace}) as response:
+                    cutter.watch(response.extensions.get("network_stream"))  # a pooled one
+                    hf_raise_for_status(response)
+                    if have and response.status_code == 200:  # the server ignored the Range
+                        file.truncate(0)
+                        have = 0
+                    for chunk in response.iter_bytes(CHUNK):
+                        if cancelled():
+                            raise Cancelled(RESUMES)
+                        file.write(chunk)
+                        have += len(chunk)
+                        tries = TRIES
+                        progress(have, size)
+                break
+            except httpx2.TransportError as error:
+                if cancelled():  # the connection was cut by the cancel
+                    raise Cancelled(RESUMES) from None
+                retried = (httpx2.ConnectError, httpx2.TimeoutException,
+                           httpx2.RemoteProtocolError)
+                if tries == 0 or not isinstance(error, retried):
+                    raise
+                tries -= 1
+                cutter.cut.wait(RETRY_PAUSE)
+    if have != size:
+        raise OSError(f"the server sent {have} bytes of {size}")  # _hub_errors says it
 
-    def __enter__(self) -> _Meter:
+
+class _Cutter:
+    """Cuts a download's connections once it is cancelled, from a thread of its own that looks
+    at Cancel every POLL s: shutting a socket down wakes a read blocked on it at once (closing
+    it would not), and the read ends as a broken connection."""
+
+    def __init__(self, cancelled: IsCancelled) -> None:
+        self._cancelled = cancelled
+        self._sockets: list[socket.socket] = []
+        self._done = threading.Event()
+        self.cut = threading.Event()
+        """Set once the download was cancelled."""
+        self._thread = threading.Thread(target=self._watch, name="download cancel", daemon=True)
+
+    def __enter__(self) -> _Cutter:
+        self._thread.start()
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        return None
+        self._done.set()
+        self._thread.join()
 
-    def update(self, n: int) -> None:
-        self.n += n
-        if self._cancelled():
-            raise Cancelled("Download cancelled; the next download resumes from where it was.")
-        self._progress(self.n, self._size)
+    def trace(self, event: str, info: dict[str, Any]) -> None:
+        """httpx's trace extension: each new connection, before its request waits for the
+        response, so that a server that stalls before its headers is cut too."""
+        if event in ("connection.connect_tcp.complete", "connection.start_tls.complete"):
+            self.watch(info["return_value"])
+
+    def watch(self, stream: Any) -> None:
+        """Cut this connection (an httpcore network stream) on cancel."""
+        if stream is not None:
+            self._sockets.append(stream.get_extra_info("socket"))
+
+    def _watch(self) -> None:
+        while not self._done.wait(POLL):
+            if self._cancelled():
+                self.cut.set()
+                while self._sockets:  # until the download ends: one may open meanwhile
+                    with contextlib.suppress(OSError):  # closed already
+                        self._sockets.pop().shutdown(socket.SHUT_RDWR)
 
 
 def _sha256(path: Path, cancelled: IsCancelled) -> str:
@@ -263,7 +333,7 @@ def _hub_errors(model: CatalogModel, endpoint: str, revision: str,
     except OSError as error:
         if error.errno is not None:  # the disk's, not the download's
             raise DownloadError(f"cannot write {partial}: {error.strerror}") from None
-        # http_get's check that the server sent the whole file
+        # _stream's check that the server sent the whole file
         raise DownloadError(f"the download of {model.file} ended at "
                             f"{human_size(partial_size(model))} of "
                             f"{human_size(model.size_bytes or 0)}; {kept}") from None

@@ -8,8 +8,9 @@ RepoNotFound, 404 RevisionNotFound / EntryNotFound, with X-Error-Code). The CDN,
 requests. Faults are set on the hub between requests: `cut_after` bytes (the connection closes
 mid-body, `cuts` times), `corrupt` (one byte flipped, the headers still claim the true sha256),
 `ignore_range` (a 200 with the whole file, as some proxies answer a Range request),
-`xet` (Xet-stored files), `chunk_delay` (seconds between 256 KiB pieces, a slow line). Every
-request is recorded.
+`xet` (Xet-stored files), `chunk_delay` (seconds between 256 KiB pieces, a slow line),
+`stall_after` bytes (then nothing more, the connection held open until `close`: a stalled line,
+once), `stall_headers` (as much, before the headers). Every request is recorded.
 """
 
 from __future__ import annotations
@@ -48,10 +49,13 @@ class LocalHub:
     xet: bool = False
     """Say that files are stored on Xet (X-Xet-Hash), as most of the Hub's large files are."""
     chunk_delay: float = 0.0
+    stall_after: int | None = None
+    stall_headers: bool = False
     requests: list[Request] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._blobs: dict[str, bytes] = {}
+        self._closing = threading.Event()
         self._servers = [ThreadingHTTPServer(("127.0.0.1", 0), _handler(self, name))
                          for name in ("hub", "cdn")]
         for server in self._servers:
@@ -78,6 +82,7 @@ class LocalHub:
         return [r for r in self.requests if r.server == "cdn" and r.method == "GET"]
 
     def close(self) -> None:
+        self._closing.set()
         for server in self._servers:
             server.shutdown()
             server.server_close()
@@ -117,6 +122,10 @@ class LocalHub:
         content = self._blobs.get(handler.path.removeprefix("/blobs/"))
         if content is None:
             return _error(handler, 404, None, "no such blob")
+        if self.stall_headers:
+            self.stall_headers = False
+            self._closing.wait()
+            return
         if self.corrupt:
             content = bytes([content[0] ^ 0xFF]) + content[1:]
         start = 0
@@ -138,6 +147,9 @@ class LocalHub:
             self.cuts -= 1
             self.cut_after = self.cut_after if self.cuts > 0 else None
             handler.close_connection = True
+        stalled = self.stall_after is not None
+        if stalled:
+            body, self.stall_after = body[:self.stall_after], None
         for offset in range(0, len(body), PIECE):
             time.sleep(self.chunk_delay)
             try:
@@ -145,6 +157,9 @@ class LocalHub:
                 handler.wfile.flush()
             except OSError:  # the client went away (a cancel)
                 return
+        if stalled:
+            self._closing.wait()  # send nothing more, and keep the connection open
+            return
         if handler.close_connection:
             handler.connection.shutdown(socket.SHUT_RDWR)
 

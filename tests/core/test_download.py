@@ -6,6 +6,8 @@ import hashlib
 import json
 import os
 import re
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -115,6 +117,43 @@ def test_a_cancelled_download_resumes_where_it_stopped(hub):
     assert (result.resumed_from, result.fetched_bytes) == (CHUNK, len(BIG) - CHUNK)
     assert result.path.read_bytes() == BIG
     assert not partial_path(model).exists()
+
+
+@pytest.mark.parametrize("kept", [0, CHUNK], ids=["before the headers", "mid-file"])
+def test_cancel_on_a_stalled_line_stops_at_once_and_resume_goes_on(hub, kept):
+    model = entry(BIG)
+    hub.add(REPO, "tiny.gguf", BIG)
+    if kept:
+        hub.stall_after = kept + 1000  # a chunk reaches the disk, then nothing more comes
+    else:
+        hub.stall_headers = True
+    cancel = threading.Event()
+    outcome: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            download(model, cancelled=cancel.is_set)
+        except BaseException as error:
+            outcome.append(error)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not (hub.gets() and partial_size(model) == kept) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.5)  # the read is blocked on the stalled line by now
+    start = time.monotonic()
+    cancel.set()
+    thread.join(30)
+    took = time.monotonic() - start
+
+    # huggingface_hub's http_get took 10.6 s here: its 10 s read timeout, then a retry.
+    assert took < 3, f"the cancel took {took:.1f} s"
+    assert [type(error) for error in outcome] == [Cancelled]
+    assert partial_path(model).read_bytes() == BIG[:kept]
+    result = download(model)
+    assert hub.gets()[-1].range == (f"bytes={kept}-" if kept else None)
+    assert result.path.read_bytes() == BIG
 
 
 def test_a_server_that_ignores_the_range_sends_it_all_again(hub):

@@ -129,3 +129,33 @@ def test_a_failed_download_says_why_and_can_be_tried_again(qtbot, panel: ModelPa
     assert "\n" not in panel.download.status.text()
     assert panel.load_button.text() == "Download" and panel.load_button.isEnabled()
     assert not panel.download.bar.isVisible()
+
+
+def test_quitting_during_a_stalled_download_is_prompt_and_keeps_what_arrived(
+        qtbot, hub: LocalHub):
+    from playground.ui.main_window import MainWindow
+
+    hub.stall_after = 2 * CHUNK + 1000  # two chunks reach the disk, then nothing more comes
+    window = MainWindow()
+    qtbot.addWidget(window)
+    panel = window.model_panel
+    choose(panel, "big")
+    panel.load_button.click()
+    qtbot.waitUntil(lambda: partial_size(panel.chosen_download()) == 2 * CHUNK,
+                    timeout=TIMEOUT)
+    time.sleep(0.5)  # the read is blocked on the stalled line by now
+
+    start = time.monotonic()
+    window.shut_down()  # what quitting runs (aboutToQuit, closeEvent)
+    took = time.monotonic() - start
+
+    # It waited 10.6 s with huggingface_hub's http_get (its read timeout, then a retry).
+    assert took < 3, f"shut_down took {took:.1f} s"
+    qtbot.waitUntil(lambda: panel.download.task.ended, timeout=TIMEOUT)
+    assert panel.download.status.text().startswith(
+        f"Cancelled at {human_size(2 * CHUNK)} of {human_size(len(BIG))}: ")
+    # What the quit left is what the next download resumes from.
+    with qtbot.waitSignal(panel.download.downloaded, timeout=TIMEOUT):
+        panel.load_button.click()
+    assert hub.gets()[-1].range == f"bytes={2 * CHUNK}-"
+    assert (paths.user_models_dir() / "big.gguf").read_bytes() == BIG
