@@ -38,7 +38,15 @@ from playground.errors import (
     UnsupportedModelError,
 )
 from playground.gguf_file import GGUFHeader, ModelInfo, model_info, read_header
-from playground.handles import LlamaBatch, LlamaContext, LlamaModel, log_mark, log_since
+from playground.handles import (
+    MICRO_BATCH,
+    LlamaBatch,
+    LlamaContext,
+    LlamaModel,
+    decode_slices,
+    log_mark,
+    log_since,
+)
 from playground.records import (
     Alternative,
     Event,
@@ -537,20 +545,18 @@ class LocalEngine:
         ctx.set_threads(self.n_threads, self.n_threads_batch)
         everything = prompt + tokens
         first = len(prompt) - 1  # the position whose logits predict tokens[0]
-        for start in range(0, first, PROMPT_BATCH):  # the prompt, as generation reads it
-            chunk = everything[start : min(start + PROMPT_BATCH, first)]
-            self._batch.decode(ctx, [(t, start + i, 0, False) for i, t in enumerate(chunk)])
-        # The scored tokens go in small batches: llama.cpp's CPU attention switches to a tiled
-        # kernel for 64 tokens or more, whose rounding would differ from generation's steps.
+        # A token more goes with it where it would be decoded alone (see MICRO_BATCH).
+        forced = max(0, min(first, len(everything) - 3))
+        for start, end in decode_slices(forced, PROMPT_BATCH):  # the prompt, as generation reads it
+            self._batch.decode(ctx, [(everything[p], p, 0, False) for p in range(start, end)])
+        # The scored tokens go in small decodes: each of them brings n_vocab logits.
         seq = _Sequence(0, None)
         records: list[TokenRecord] = []
-        for start in range(first, len(everything) - 1, FORCED_BATCH):
-            chunk = everything[start : min(start + FORCED_BATCH, len(everything) - 1)]
-            self._batch.decode(ctx, [(t, start + i, 0, True) for i, t in enumerate(chunk)])
-            for i in range(len(chunk)):
-                row = ctx.logits(i)
-                records.append(self._record(seq, everything[start + i + 1], row, math.nan,
-                                            top_logprobs))
+        for start, end in decode_slices(len(everything) - 1 - forced, FORCED_BATCH):
+            positions = range(forced + start, forced + end)
+            self._batch.decode(ctx, [(everything[p], p, 0, p >= first) for p in positions])
+            records += [self._record(seq, everything[p + 1], ctx.logits(i), math.nan, top_logprobs)
+                        for i, p in enumerate(positions) if p >= first]
         return records
 
     def next_logits(self, tokens: list[int]) -> np.ndarray:
@@ -589,7 +595,7 @@ class LocalEngine:
         self._free_context()
         size = -(-tokens // 256) * 256
         self._ctx = LlamaContext(self.model, n_ctx=size, n_batch=min(PROMPT_BATCH, size),
-                                 n_ubatch=min(PROMPT_BATCH, size), n_seq_max=MAX_SAMPLES,
+                                 n_ubatch=MICRO_BATCH, n_seq_max=MAX_SAMPLES,
                                  n_threads=self.n_threads, n_threads_batch=self.n_threads_batch,
                                  flash_attention=flash_attention)
         self._cached_prompt = []
@@ -604,17 +610,19 @@ class LocalEngine:
         """Keep the KV cells of the longest prefix that the last prompt shares with this one.
 
         Running the same prompt again (another seed, other settings) is the common case, and
-        re-reading a long prompt costs more than sampling a short answer. The last prompt token
-        is always decoded again, for its logits. Returns how many prompt tokens are reused.
+        re-reading a long prompt costs more than sampling a short answer. The last two prompt
+        tokens are always decoded again: the last for its logits, and one more because a decode
+        of one token could take another attention kernel (see MICRO_BATCH). Returns how many
+        prompt tokens are reused.
         """
         common = 0
         for cached, wanted in zip(self._cached_prompt, prompt, strict=False):
             if cached != wanted:
                 break
             common += 1
-        common = min(common, len(prompt) - 1)
+        common = min(common, len(prompt) - 2)
         self._cached_prompt = []
-        if common == 0:
+        if common <= 0:
             ctx.clear()
             return 0
         ctx.keep_only(0)
@@ -630,13 +638,12 @@ class LocalEngine:
     ) -> bool:
         """Decode prompt[start:] on sequence 0, with logits for the last token only."""
         ctx.set_threads(self.n_threads, self.n_threads_batch)
-        for first in range(start, len(prompt), PROMPT_BATCH):
+        for first, end in decode_slices(len(prompt) - start, PROMPT_BATCH):
             if cancelled():
                 return False
-            chunk = prompt[first : first + PROMPT_BATCH]
-            last = first + len(chunk) == len(prompt)
-            self._batch.decode(ctx, [(t, first + i, 0, last and i == len(chunk) - 1)
-                               for i, t in enumerate(chunk)])
+            first, end = start + first, start + end
+            self._batch.decode(ctx, [(prompt[i], i, 0, i == len(prompt) - 1)
+                                     for i in range(first, end)])
         self._cached_prompt = list(prompt)
         return True
 
