@@ -29,22 +29,25 @@ Entry = tuple[int, int, int, bool]
 """One token of a decode: (token, position, sequence, wants its output)."""
 
 MICRO_BATCH = 32
-"""Tokens per llama.cpp micro-batch (n_ubatch) in every context of the project: what makes a
-token's numbers the same whichever decode holds it, so that a prompt read whole, a prompt read
-after a cached prefix, a batch of responses scored together and one scored alone all agree.
+"""Tokens per llama.cpp micro-batch (n_ubatch) in every context of a causal model (an encoder
+sees each input in one micro-batch): what makes a token's numbers the same whichever decode
+holds it, so that a prompt read whole or after a cached prefix, a sample alone or beside
+others, a text teacher-forced and a response scored alone or in a batch all agree.
 
 llama.cpp's CPU flash attention computes each query row alone, in the same order whatever else
 shares the micro-batch, except on two paths (the source's tiled path and `use_split_kv_path`):
 a micro-batch of 64 tokens or more goes through a tiled kernel (float32 accumulators, where the
 row kernel accumulates in float16), and a micro-batch of one token over a KV cache view of 512
-cells or more is split across threads. Measured on the 2-core CPU with SmolLM2 Q4_1: the judge's
-log P(yes) for a 92-token input was -2.694 read in one 512-token micro-batch and -2.593 in
-micro-batches of 32 (-2.661 with the first 91 tokens cached, the last decoded alone), and a
-response scored beside others had a hidden state up to 0.8 (2 %) away from the same response
-scored alone. Micro-batches of 32 tokens avoid the first path; `decode_slices` never leaves one
-token alone in a micro-batch, which avoids the second. (Flash attention off was worse: different
-from about 17 tokens on, and 4-8x slower.) With one thread, reading 512 prompt tokens took 5.3 s
-in micro-batches of 32 against 4.8 s in one of 512.
+cells or more is split into one chunk per thread (with one thread it sums as the row kernel
+does). Measured on the 2-core CPU with SmolLM2 Q4_1: the judge's log P(yes) for a 92-token
+input was -2.694 read in one 512-token micro-batch and -2.593 in micro-batches of 32 (-2.661
+with the first 91 tokens cached, the last decoded alone); a response scored beside others had a
+hidden state up to 0.8 (2 %) away from the same response scored alone; a lone sample's steps
+past 512 cells with two threads drifted up to 0.06 nats from the same tokens teacher-forced.
+Micro-batches of 32 tokens avoid the first path; `decode_slices` (and the engine's padding of a
+lone sample's step) never leave one token alone in a micro-batch, which avoids the second.
+(Flash attention off was worse: different from about 17 tokens on, and 4-8x slower.) With one
+thread, reading 512 prompt tokens took 5.3 s in micro-batches of 32 against 4.8 s in one of 512.
 """
 
 
@@ -169,9 +172,10 @@ class LlamaContext:
     """A llama.cpp context over a model: its KV cache, memory operations and outputs.
 
     Every context of the project has a unified KV cache (sequences share the prompt's cells and
-    the whole context) and flash attention on: without it, llama.cpp's CPU logits depend on how
-    many tokens share a decode (up to ~0.25 nats on SmolLM2 Q4_1), so batched samples, single
-    runs and teacher-forced rescoring would disagree. `flash_attention=False` exists only for the
+    the whole context), flash attention on and, for causal models, micro-batches of MICRO_BATCH
+    tokens: without flash attention, llama.cpp's CPU logits depend on how many tokens share a
+    decode (up to ~0.25 nats on SmolLM2 Q4_1), so batched samples, single runs and
+    teacher-forced rescoring would disagree. `flash_attention=False` exists only for the
     demonstration that shows this happening (`playground.demos.host`).
     """
 
