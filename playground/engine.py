@@ -38,7 +38,16 @@ from playground.errors import (
     UnsupportedModelError,
 )
 from playground.gguf_file import GGUFHeader, ModelInfo, model_info, read_header
-from playground.handles import Entry, LlamaBatch, LlamaContext, LlamaModel, log_mark, log_since
+from playground.handles import (
+    MICRO_BATCH,
+    Entry,
+    LlamaBatch,
+    LlamaContext,
+    LlamaModel,
+    decode_slices,
+    log_mark,
+    log_since,
+)
 from playground.records import (
     Alternative,
     Event,
@@ -63,6 +72,8 @@ MAX_SAMPLES = 32
 DEFAULT_CONTEXT = 4096
 PROMPT_BATCH = 512
 FORCED_BATCH = 32
+PAD_SEQUENCE = MAX_SAMPLES
+"""The sequence of a lone sample's padding token (see LocalEngine._decode_step)."""
 # Room left for llama.cpp's compute buffers and the rest of the app when sizing the KV cache.
 MEMORY_HEADROOM = 0.8
 
@@ -480,7 +491,8 @@ class LocalEngine:
         self._check_fits(len(prompt), n, params.max_tokens)
         cancelled = cancel or (lambda: False)
         started = time.perf_counter()
-        ctx = self._context(len(prompt) + n * params.max_tokens, flash_attention)
+        # + 1: the cell of a lone sample's padding token (see _decode_step).
+        ctx = self._context(len(prompt) + n * params.max_tokens + 1, flash_attention)
 
         history = prompt[-params.repeat_last_n :] if params.repeat_last_n else []
         sequences = [
@@ -543,20 +555,18 @@ class LocalEngine:
         ctx.set_threads(self.n_threads, self.n_threads_batch)
         everything = prompt + tokens
         first = len(prompt) - 1  # the position whose logits predict tokens[0]
-        for start in range(0, first, PROMPT_BATCH):  # the prompt, as generation reads it
-            chunk = everything[start : min(start + PROMPT_BATCH, first)]
-            self._batch.decode(ctx, [(t, start + i, 0, False) for i, t in enumerate(chunk)])
-        # The scored tokens go in small batches: llama.cpp's CPU attention switches to a tiled
-        # kernel for 64 tokens or more, whose rounding would differ from generation's steps.
+        # A token more goes with it where it would be decoded alone (see MICRO_BATCH).
+        forced = max(0, min(first, len(everything) - 3))
+        for start, end in decode_slices(forced, PROMPT_BATCH):  # the prompt, as generation reads it
+            self._batch.decode(ctx, [(everything[p], p, 0, False) for p in range(start, end)])
+        # The scored tokens go in small decodes: each of them brings n_vocab logits.
         seq = _Sequence(0, None)
         records: list[TokenRecord] = []
-        for start in range(first, len(everything) - 1, FORCED_BATCH):
-            chunk = everything[start : min(start + FORCED_BATCH, len(everything) - 1)]
-            self._batch.decode(ctx, [(t, start + i, 0, True) for i, t in enumerate(chunk)])
-            for i in range(len(chunk)):
-                row = ctx.logits(i)
-                records.append(self._record(seq, everything[start + i + 1], row, math.nan,
-                                            top_logprobs))
+        for start, end in decode_slices(len(everything) - 1 - forced, FORCED_BATCH):
+            positions = range(forced + start, forced + end)
+            self._batch.decode(ctx, [(everything[p], p, 0, p >= first) for p in positions])
+            records += [self._record(seq, everything[p + 1], ctx.logits(i), math.nan, top_logprobs)
+                        for i, p in enumerate(positions) if p >= first]
         return records
 
     def next_logits(self, tokens: list[int]) -> np.ndarray:
@@ -595,7 +605,7 @@ class LocalEngine:
         self._free_context()
         size = -(-tokens // 256) * 256
         self._ctx = LlamaContext(self.model, n_ctx=size, n_batch=min(PROMPT_BATCH, size),
-                                 n_ubatch=min(PROMPT_BATCH, size), n_seq_max=MAX_SAMPLES,
+                                 n_ubatch=MICRO_BATCH, n_seq_max=PAD_SEQUENCE + 1,
                                  n_threads=self.n_threads, n_threads_batch=self.n_threads_batch,
                                  flash_attention=flash_attention)
         self._cached_prompt = []
@@ -610,17 +620,19 @@ class LocalEngine:
         """Keep the KV cells of the longest prefix that the last prompt shares with this one.
 
         Running the same prompt again (another seed, other settings) is the common case, and
-        re-reading a long prompt costs more than sampling a short answer. The last prompt token
-        is always decoded again, for its logits. Returns how many prompt tokens are reused.
+        re-reading a long prompt costs more than sampling a short answer. The last two prompt
+        tokens are always decoded again: the last for its logits, and one more because a decode
+        of one token could take another attention kernel (see MICRO_BATCH). Returns how many
+        prompt tokens are reused.
         """
         common = 0
         for cached, wanted in zip(self._cached_prompt, prompt, strict=False):
             if cached != wanted:
                 break
             common += 1
-        common = min(common, len(prompt) - 1)
+        common = min(common, len(prompt) - 2)
         self._cached_prompt = []
-        if common == 0:
+        if common <= 0:
             ctx.clear()
             return 0
         ctx.keep_only(0)
@@ -635,15 +647,14 @@ class LocalEngine:
         cancelled: Callable[[], bool],
     ) -> bool:
         """Decode prompt[start:] on sequence 0, with logits for the last token only."""
-        for first in range(start, len(prompt), PROMPT_BATCH):
+        for first, end in decode_slices(len(prompt) - start, PROMPT_BATCH):
             if cancelled():
                 return False
-            chunk = prompt[first : first + PROMPT_BATCH]
-            last = first + len(chunk) == len(prompt)
-            # A prompt read again (another seed) is its last token only: a single step.
-            self._decode_timed(ctx, [(t, first + i, 0, last and i == len(chunk) - 1)
-                                     for i, t in enumerate(chunk)],
-                               "prompt" if len(chunk) > 1 else None)
+            first, end = start + first, start + end
+            # A prompt read again (another seed) is its last two tokens: a batched step.
+            self._decode_timed(ctx, [(prompt[i], i, 0, i == len(prompt) - 1)
+                                     for i in range(first, end)],
+                               "prompt" if end - first > 2 else None)
         self._cached_prompt = list(prompt)
         return True
 
@@ -651,8 +662,7 @@ class LocalEngine:
                      position: int) -> list[np.ndarray]:
         # The step's thread count is the one measured fastest now (see playground.threads):
         # spin-waiting threads on a busy machine made steps 20x slower with 2 threads on 2
-        # cores, while on an idle one 2 threads are almost twice as fast. llama.cpp picks
-        # n_threads_batch for any batch of more than one token, so both get the count.
+        # cores, while on an idle one 2 threads are almost twice as fast.
         self._decode_timed(ctx, [(seq.sampler.history[-1], position, seq.index, True)
                                  for seq in live])
         return [ctx.logits(j) for j in range(len(live))]
@@ -664,8 +674,20 @@ class LocalEngine:
         while True:
             threads, limit = self.threads.plan(len(entries), kind)
             ctx.set_threads(threads, threads)
+            # One token alone over 512 KV cells or more takes llama.cpp's split flash-attention
+            # kernel, which sums the cells in one chunk per thread (see MICRO_BATCH): with two
+            # threads a lone sample drifted 0.06 nats from the same text teacher-forced or
+            # decoded beside another. A copy of its token on a spare sequence keeps the step on
+            # the row kernel; its cell goes at once. With one thread the split kernel sums as
+            # the row kernel does, and the copy (a quarter of a step with 2 threads) is not
+            # needed; nor is it before the cache's view can reach 512 cells.
+            padded = len(entries) == 1 and threads > 1 and ctx.lone_token_may_split()
+            batch = [*entries, (entries[0][0], entries[0][1], PAD_SEQUENCE, False)] if padded \
+                else entries
             started = time.perf_counter()
-            done = self._batch.decode(ctx, entries, within=limit)
+            done = self._batch.decode(ctx, batch, within=limit)
+            if padded:
+                ctx.remove(PAD_SEQUENCE)
             self.threads.measured(len(entries), threads, time.perf_counter() - started, kind,
                                   aborted=not done)
             if done:

@@ -30,6 +30,43 @@ from playground.errors import PlaygroundError, ResourceError
 Entry = tuple[int, int, int, bool]
 """One token of a decode: (token, position, sequence, wants its output)."""
 
+MICRO_BATCH = 32
+"""Tokens per llama.cpp micro-batch (n_ubatch) in every context of a causal model (an encoder
+sees each input in one micro-batch): what makes a token's numbers the same whichever decode
+holds it, so that a prompt read whole or after a cached prefix, a sample alone or beside
+others, a text teacher-forced and a response scored alone or in a batch all agree.
+
+llama.cpp's CPU flash attention computes each query row alone, in the same order whatever else
+shares the micro-batch, except on two paths (the source's tiled path and `use_split_kv_path`):
+a micro-batch of 64 tokens or more goes through a tiled kernel (float32 accumulators, where the
+row kernel accumulates in float16), and a micro-batch of one token over a KV cache view of 512
+cells or more is split into one chunk per thread (with one thread it sums as the row kernel
+does). Measured on the 2-core CPU with SmolLM2 Q4_1: the judge's log P(yes) for a 92-token
+input was -2.694 read in one 512-token micro-batch and -2.593 in micro-batches of 32 (-2.661
+with the first 91 tokens cached, the last decoded alone); a response scored beside others had a
+hidden state up to 0.8 (2 %) away from the same response scored alone; a lone sample's steps
+past 512 cells with two threads drifted up to 0.06 nats from the same tokens teacher-forced.
+Micro-batches of 32 tokens avoid the first path; `decode_slices` (and the engine's padding of a
+lone sample's step) never leave one token alone in a micro-batch, which avoids the second.
+(Flash attention off was worse: different from about 17 tokens on, and 4-8x slower.) With one
+thread, reading 512 prompt tokens took 5.3 s in micro-batches of 32 against 4.8 s in one of 512.
+"""
+
+
+def decode_slices(n: int, size: int) -> list[tuple[int, int]]:
+    """[start, end) of the decodes for n tokens: at most `size` each (a multiple of
+    MICRO_BATCH), and none whose last micro-batch would hold a single token unless n is 1."""
+    bounds = [(start, min(start + size, n)) for start in range(0, n, size)]
+    if not bounds:
+        return bounds
+    start, end = bounds[-1]
+    if (end - start) % MICRO_BATCH == 1 and n > 1:
+        if end - start > 1:
+            bounds[-1:] = [(start, end - 2), (end - 2, end)]
+        else:
+            bounds[-2:] = [(bounds[-2][0], start - 1), (start - 1, end)]
+    return bounds
+
 # llama.cpp's log: kept in memory so that a failed load can say why, printed only on request.
 _LOG: deque[str] = deque(maxlen=200)
 _LOG_COUNT = [0]  # lines ever logged: a mark stays valid after old lines fall off the deque
@@ -137,9 +174,10 @@ class LlamaContext:
     """A llama.cpp context over a model: its KV cache, memory operations and outputs.
 
     Every context of the project has a unified KV cache (sequences share the prompt's cells and
-    the whole context) and flash attention on: without it, llama.cpp's CPU logits depend on how
-    many tokens share a decode (up to ~0.25 nats on SmolLM2 Q4_1), so batched samples, single
-    runs and teacher-forced rescoring would disagree. `flash_attention=False` exists only for the
+    the whole context), flash attention on and, for causal models, micro-batches of MICRO_BATCH
+    tokens: without flash attention, llama.cpp's CPU logits depend on how many tokens share a
+    decode (up to ~0.25 nats on SmolLM2 Q4_1), so batched samples, single runs and
+    teacher-forced rescoring would disagree. `flash_attention=False` exists only for the
     demonstration that shows this happening (`playground.demos.host`).
     """
 
@@ -171,6 +209,10 @@ class LlamaContext:
         self.handle = handle
         self.n_ctx = n_ctx
         self.flash_attention = flash_attention
+        self.cells_decoded = 0
+        """Tokens decoded since the last clear: a bound on the highest KV cell in use, because
+        llama.cpp always fills the lowest free cell (its search starts at a head that removals
+        move back to the lowest freed cell)."""
         self.memory = llama_cpp.llama_get_memory(handle)
         self._threads = (n_threads, n_threads_batch)
         self._finalizer = weakref.finalize(self, llama_cpp.llama_free, handle)
@@ -205,6 +247,13 @@ class LlamaContext:
     def clear(self) -> None:
         if self.memory:
             llama_cpp.llama_memory_clear(self.memory, True)
+        self.cells_decoded = 0
+
+    def lone_token_may_split(self) -> bool:
+        """Whether a one-token decode now could take the split flash-attention kernel (see
+        MICRO_BATCH): llama.cpp views min(n_ctx, max(256, the highest cell in use rounded up
+        to 256)) KV cells, and splits a lone token over a view of 512 or more."""
+        return self.flash_attention and self.n_ctx >= 512 and self.cells_decoded + 1 > 256
 
     def copy_sequence(self, source: int, target: int) -> None:
         llama_cpp.llama_memory_seq_cp(self.memory, source, target, -1, -1)
@@ -254,6 +303,7 @@ class LlamaBatch:
             batch.seq_id[i][0] = seq
             batch.logits[i] = logits
         batch.n_tokens = len(entries)
+        ctx.cells_decoded += len(entries)  # also when it fails: a bound may only be too high
         if within is None:
             code = llama_cpp.llama_decode(ctx.handle, batch)
         else:

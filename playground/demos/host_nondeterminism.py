@@ -52,8 +52,11 @@ SAFEGUARDS = (
     "generator, so its draws do not depend on the other samples, their number or their order.",
     "One sampler draws every token, in numpy, from a copy of the model's logits: the same code "
     "for single runs, best-of-N and every demonstration.",
-    "Rescoring a given text reads it in batches of at most 32 tokens, below the size where "
-    "llama.cpp's attention switches to another kernel, so a text scores as it was generated.",
+    "Every decode goes in micro-batches of at most 32 tokens, below the size where llama.cpp's "
+    "attention switches to another kernel, and never holds one token alone where the kernel "
+    "would split it across threads: so a text scores as it was generated (before this, the "
+    "judge's P(yes) and the same prompt's first token differed by 0.1 nats on the embedded "
+    "model).",
     "The number of threads does not change a result: 1 and 2 threads gave identical tokens "
     "and probabilities.",
     "What no app can promise: another machine, GPU or llama.cpp build may compute slightly "

@@ -16,8 +16,8 @@ backends that `open_reward_model` picks from the file:
 All N responses are scored together, as N sequences of one unified KV cache: the tokens they share
 (the chat template and the prompt) are decoded once and copied to every sequence, then their own
 tokens go into the same decodes, as many as the context holds. Scoring in a batch gives the same
-numbers as scoring one at a time (see `SCORE_UBATCH`), so a score never depends on what else was
-scored with it.
+numbers as scoring one at a time (see `playground.handles.MICRO_BATCH`), so a score never depends
+on what else was scored with it.
 
 Like the engine, a reward model is not thread-safe: use it on one thread (the judge on the thread
 that owns its engine).

@@ -9,34 +9,25 @@ import numpy as np
 
 from playground.engine import MEMORY_HEADROOM, available_memory, default_threads
 from playground.errors import InvalidRequestError, PlaygroundError, ResourceError
-from playground.handles import Entry, LlamaBatch, LlamaContext, LlamaModel
+from playground.handles import (
+    MICRO_BATCH,
+    Entry,
+    LlamaBatch,
+    LlamaContext,
+    LlamaModel,
+    decode_slices,
+)
 
-SCORE_UBATCH = 32
-"""Tokens per llama.cpp micro-batch in the scoring contexts: what makes a batch score equal to the
-same input scored alone.
-
-llama.cpp's CPU flash attention computes each query row alone, in the same order whatever else
-shares the micro-batch, except on two paths (measured on the 2-core CPU with SmolLM2 Q4_1 and the
-tiny test models; the source's `use_split_kv_path` and tiled path): a micro-batch of 64 or more
-tokens goes through a tiled kernel, and a micro-batch of one token over a KV cache view of 512
-cells or more is split across threads. Either gave a response scored beside others a hidden state
-up to 0.8 (2 %) away from the same response scored alone. Micro-batches of 32 tokens avoid the
-first; `_slices` never leaves one token alone in a micro-batch, which avoids the second. Batched
-and one-at-a-time scores were then bit-identical in every packing tried. (Flash attention off
-was worse: different from about 17 tokens on, and 4-8x slower.) With one thread the micro-batch
-size made no measurable speed difference (11.7 s against 11.2 s for 8 x 150 tokens at 32 and
-512).
-"""
 MAX_SEQUENCES = 64
 """Responses decoded together at most; more are scored in further decodes."""
 TAIL = 2
 """Tokens of each input decoded with outputs on: its last (the one read) and one more, so that
-no decode holds a single token (see SCORE_UBATCH)."""
-DECODE_BATCH = 8 * SCORE_UBATCH
+no decode holds a single token (see MICRO_BATCH)."""
+DECODE_BATCH = 8 * MICRO_BATCH
 """Tokens per llama_decode call in causal scoring contexts. In embedding mode llama.cpp computes
 and stores n_vocab logits for every token (measured: 390 MB more for 2,100 tokens of SmolLM2):
 a decode of a whole 4,096-token context would take 2.5 GB for a 152k Qwen3 vocabulary. Only
-each input's TAIL tokens are decoded in embedding mode now, and micro-batches are SCORE_UBATCH
+each input's TAIL tokens are decoded in embedding mode now, and micro-batches are MICRO_BATCH
 tokens anyway, so small decodes cost nothing."""
 
 
@@ -49,7 +40,7 @@ class Decoder:
     others (`llama_memory_seq_cp` in a unified KV cache), then every input's own tokens go into
     one decode as its own sequence, as many inputs per decode as the context holds. Encoders
     (bert) see a whole micro-batch at once, which would make an input's result depend on its
-    neighbours (see `SCORE_UBATCH`), so each input gets its own decode.
+    neighbours (see `MICRO_BATCH`), so each input gets its own decode.
     """
 
     def __init__(self, model: LlamaModel, *, n_ctx: int, kv_bytes_per_token: int,
@@ -68,14 +59,14 @@ class Decoder:
                 f"but only {available / 2**30:.1f} GiB of memory is available"
             )
         # An encoder must see each input in one decode and one micro-batch; causal models take
-        # their inputs in slices (see _decode_all) and micro-batches of SCORE_UBATCH.
+        # their inputs in slices (see _decode_all) and micro-batches of MICRO_BATCH.
         self.n_batch = min(n_ctx, DECODE_BATCH) if causal else n_ctx
         # + 1: the shared prefix's sequence. llama.cpp needs n_batch outputs >= n_seq_max.
         n_seq_max = min(MAX_SEQUENCES + 1, self.n_batch) if causal else 1
         self.max_sequences = max(1, n_seq_max - 1)
         threads = n_threads or default_threads()[1]  # scoring is prompt processing: every core
         self._ctx = LlamaContext(model, n_ctx=n_ctx, n_batch=self.n_batch,
-                                 n_ubatch=SCORE_UBATCH if causal else n_ctx, n_seq_max=n_seq_max,
+                                 n_ubatch=MICRO_BATCH if causal else n_ctx, n_seq_max=n_seq_max,
                                  n_threads=threads, n_threads_batch=threads,
                                  embeddings=embeddings, pooling=pooling)
         self._batch = LlamaBatch(self.n_batch)
@@ -164,7 +155,7 @@ class Decoder:
             return True
         if self.causal and self.embeddings:
             self._ctx.set_embeddings(embeddings)
-        bounds = _slices(len(entries), self.n_batch) if self.causal else [(0, len(entries))]
+        bounds = decode_slices(len(entries), self.n_batch) if self.causal else [(0, len(entries))]
         for start, end in bounds:
             if cancelled():
                 return False
@@ -198,24 +189,9 @@ class Decoder:
         return self._ctx.logits(batch_index).copy()
 
 
-def _slices(n: int, size: int) -> list[tuple[int, int]]:
-    """[start, end) of the decodes for n tokens: at most `size` each, and none whose last
-    micro-batch would hold a single token (see SCORE_UBATCH) unless n is 1."""
-    bounds = [(start, min(start + size, n)) for start in range(0, n, size)]
-    if not bounds:
-        return bounds
-    start, end = bounds[-1]
-    if (end - start) % SCORE_UBATCH == 1 and n > 1:
-        if end - start > 1:
-            bounds[-1:] = [(start, end - 2), (end - 2, end)]
-        else:
-            bounds[-2:] = [(bounds[-2][0], start - 1), (start - 1, end)]
-    return bounds
-
-
 def _shared_prefix(inputs: list[list[int]]) -> int:
     """Tokens every input starts with, leaving each at least two of its own: its last is the
-    one read, and a decode of one token could take another kernel path (see SCORE_UBATCH)."""
+    one read, and a decode of one token could take another kernel path (see MICRO_BATCH)."""
     first = inputs[0]
     limit = min(len(tokens) for tokens in inputs) - 2
     n = 0

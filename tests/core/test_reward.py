@@ -1,8 +1,8 @@
 """Reward-model scoring against independent computations, on tiny random-weight GGUFs.
 
 The references are llama-cpp-python's own `Llama` objects, fed exactly the scored token ids. They
-run with `n_ubatch=32` and flash attention, as the scoring contexts do (see
-playground.reward.SCORE_UBATCH): llama.cpp's CPU attention takes other kernel paths for bigger
+run with `n_ubatch=32` and flash attention, as every context of the project does (see
+playground.handles.MICRO_BATCH): llama.cpp's CPU attention takes other kernel paths for bigger
 micro-batches, which move results by about 1e-4 on these models.
 """
 
@@ -524,10 +524,9 @@ def test_judge_is_log_p_yes_minus_log_p_no(tiny_engine: Engine, tiny_model_path:
             log_no = np.log(np.exp(logprobs[no]).sum())
             assert s.raw == pytest.approx((log_yes, log_no), abs=1e-4)
             assert s.score == pytest.approx(log_yes - log_no, abs=1e-4)
-            # The engine's teacher forcing agrees up to its 512-token micro-batches, which take
-            # llama.cpp's tiled attention kernel (a few 1e-3 on this far-tail logprob).
+            # The engine's teacher forcing reads the same micro-batches (see MICRO_BATCH).
             record = tiny_engine.teacher_force(list(s.input_token_ids), [yes[0]])[0]
-            assert record.logprob == pytest.approx(logprobs[yes[0]], abs=2e-2)
+            assert record.logprob == pytest.approx(logprobs[yes[0]], abs=1e-5)
     finally:
         llm.close()
 
@@ -541,6 +540,33 @@ def test_judge_reads_the_rubric(tiny_engine: Engine):
         tokens = j.score_detailed(PROMPT, ["the cat"])[0].input_token_ids
         assert "Is it about a cat?" in tiny_engine.detokenize(list(tokens))
         assert "rubric 'Is it about a cat?'" in j.describe()
+
+
+def _yes_no_logprobs(row: np.ndarray, yes: tuple[int, ...], no: tuple[int, ...]):
+    row = row.astype(np.float64)
+    logprobs = row - (row.max() + np.log(np.exp(row - row.max()).sum()))
+    return tuple(float(np.log(np.exp(logprobs[list(ids)]).sum())) for ids in (yes, no))
+
+
+@pytest.mark.parametrize("words", [12, 60])
+def test_judge_scores_as_the_engine_generates(tiny_engine: Engine, words: int):
+    """The judge's log P(yes), log P(no) are those of the first token the engine would generate
+    after the same tokens, read as generation reads a prompt: whole, and again with the prefix
+    the last run left in the KV cache. Inputs of 64 tokens or more once went through llama.cpp's
+    tiled attention kernel in the engine's 512-token micro-batches and not in the judge's (3e-4
+    apart on this model). Scored alone: beside others, this F32 model moves by about 1e-6 (see
+    test_judge_batched_equals_one_at_a_time)."""
+    response = " ".join(["the cat sat in the house"] * words)
+    with open_reward_model("judge", judge_engine=tiny_engine) as judge:
+        scored = judge.score_detailed(PROMPT, [response])[0]
+        yes, no = judge.yes_ids, judge.no_ids
+    tokens = list(scored.input_token_ids)
+    assert len(tokens) > 64
+    tiny_engine.forget_prompt()
+    whole = tiny_engine.next_logits(tokens)
+    cached = tiny_engine.next_logits(tokens)  # reuses every cached cell it can
+    assert _yes_no_logprobs(whole, yes, no) == pytest.approx(scored.raw, abs=1e-9)
+    assert _yes_no_logprobs(cached, yes, no) == pytest.approx(scored.raw, abs=1e-9)
 
 
 def test_judge_batched_equals_one_at_a_time(tiny_engine: Engine):
