@@ -635,8 +635,7 @@ class LocalEngine:
         if common <= 0:
             ctx.clear()
             return 0
-        ctx.keep_only(0)
-        ctx.remove(0, common)
+        ctx.keep_prefix(0, common)  # sequence 0 holds the prompt, decoded first
         return common
 
     def _decode_prompt(

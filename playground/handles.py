@@ -262,8 +262,13 @@ class LlamaContext:
         """Drop sequence `seq`'s cells from position `start` to `end` (-1: open-ended)."""
         llama_cpp.llama_memory_seq_rm(self.memory, seq, start, end)
 
-    def keep_only(self, seq: int) -> None:
+    def keep_prefix(self, seq: int, n: int) -> None:
+        """Keep only sequence `seq`'s first `n` positions. Where that sequence was decoded
+        first after a clear (or kept so), those n cells are the lowest n, so the bound on the
+        highest cell in use comes down to n."""
         llama_cpp.llama_memory_seq_keep(self.memory, seq)
+        llama_cpp.llama_memory_seq_rm(self.memory, seq, n, -1)
+        self.cells_decoded = n
 
     def logits(self, index: int) -> np.ndarray:
         """A view of one output's logits (-1: the last); valid until the next decode."""
