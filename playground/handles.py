@@ -309,6 +309,7 @@ class LlamaBatch:
             batch.logits[i] = logits
         batch.n_tokens = len(entries)
         ctx.cells_decoded += len(entries)  # also when it fails: a bound may only be too high
+        mark = log_mark()
         if within is None:
             code = llama_cpp.llama_decode(ctx.handle, batch)
         else:
@@ -318,11 +319,21 @@ class LlamaBatch:
             finally:
                 ctx.set_deadline(None)
             if code == 2:
+                # llama.cpp drops the cells of the micro-batch it aborted, not those of the
+                # micro-batches before it in the same decode: drop them all, so that the same
+                # entries can be decoded again.
+                first: dict[int, int] = {}
+                for _token, pos, seq, _logits in entries:
+                    first[seq] = min(pos, first.get(seq, pos))
+                for seq, pos in first.items():
+                    ctx.remove(seq, pos)
                 return False
         if code == 1:
             raise ResourceError("the context is full: no room left in the KV cache")
         if code != 0:
-            raise PlaygroundError(f"llama.cpp failed to decode (error {code})")
+            said = log_since(mark).strip().splitlines()
+            raise PlaygroundError(f"llama.cpp failed to decode (error {code})"
+                                  + (f": {said[0].strip()}" if said else ""))
         return True
 
 

@@ -7,6 +7,7 @@ limit is aborted and done again with the current count."""
 
 from __future__ import annotations
 
+import llama_cpp
 import pytest
 
 from playground.engine_api import Engine
@@ -204,3 +205,46 @@ def test_the_thread_count_changes_no_token_and_no_logprob(embedded_engine: Engin
         # TokenRecord equality covers the ids, bytes, logprobs, ranks, entropies and
         # alternatives, compared exactly (floats with ==).
         assert got == expected, name
+
+
+def test_an_aborted_decode_of_several_micro_batches_can_be_decoded_again(
+        tiny_model_path, monkeypatch) -> None:
+    """llama.cpp drops the cells of the micro-batch it aborts, not of those before it: a prompt
+    chunk of three micro-batches aborted in its second left 32 cells behind, and decoding the
+    same entries again failed ("inconsistent sequence positions"). The abort check reads a
+    clock that here ticks once per graph node, so the abort falls inside a later micro-batch."""
+    import playground.handles as handles
+    from playground.engine import load
+
+    engine = load(tiny_model_path, n_threads=1)
+    ctx = handles.LlamaContext(engine.model, n_ctx=256, n_batch=256, n_ubatch=handles.MICRO_BATCH,
+                               n_seq_max=2, n_threads=1, n_threads_batch=1)
+    batch = handles.LlamaBatch(256)
+    entries = [(5 + i % 50, i, 0, i == 79) for i in range(80)]  # three micro-batches
+
+    class Ticks:
+        now = 0.0
+
+        def perf_counter(self) -> float:
+            self.now += 1.0
+            return self.now
+
+    ticks = Ticks()
+    monkeypatch.setattr(handles, "time", ticks)
+    nodes = 0
+    while True:  # the fewest ticks that still abort, i.e. in the last micro-batch
+        nodes += 10
+        ticks.now = 0.0
+        if batch.decode(ctx, entries, within=nodes):
+            break
+        aborted_at = nodes
+        assert llama_cpp.llama_memory_seq_pos_max(ctx.memory, 0) == -1
+    monkeypatch.undo()
+    ctx.clear()
+    ticks.now = 0.0
+    monkeypatch.setattr(handles, "time", ticks)
+    assert not batch.decode(ctx, entries, within=aborted_at)
+    monkeypatch.undo()
+    assert llama_cpp.llama_memory_seq_pos_max(ctx.memory, 0) == -1
+    assert batch.decode(ctx, entries)  # the same entries again, now whole
+    assert llama_cpp.llama_memory_seq_pos_max(ctx.memory, 0) == 79
