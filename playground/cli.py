@@ -360,7 +360,7 @@ def _remote_engine(args: argparse.Namespace):
 
 def _say_notices(engine: Any, said: int = 0) -> int:
     """Print the engine's notices from `said` on; returns how many it has."""
-    notices = getattr(engine, "notices", [])
+    notices = engine.notices
     for notice in notices[said:]:
         print(f"playground: note: {notice}", file=sys.stderr)
     return len(notices)
@@ -400,7 +400,7 @@ def _run(args: argparse.Namespace, n: int, on_text: Callable[[str], None] | None
     run = engine.start_run(prompt, params, n, chat=not args.raw, system=args.system)
     writer = None
     flag = [False]
-    said = len(getattr(engine, "notices", []))
+    said = len(engine.notices)
     # The writer flushes what it holds even when generation fails half-way.
     with contextlib.ExitStack() as recording:
         try:
@@ -469,13 +469,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def _server_facts(engine: Any) -> dict[str, Any]:
     """For a run on a server: what it can give and what the user should know, in the JSON."""
-    if not _is_remote(engine):
+    if engine.info.server is None:
         return {}
     return {"capabilities": engine.capabilities.to_json(), "notices": list(engine.notices)}
-
-
-def _is_remote(engine: Any) -> bool:
-    return getattr(engine, "info", None) is not None and engine.info.server is not None
 
 
 def _reward_model(args: argparse.Namespace, engine: Any):

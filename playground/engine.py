@@ -362,6 +362,7 @@ class LocalEngine:
         self._cached_prompt: list[int] = []
         """The prompt whose KV cells sequence 0 holds (see _reuse_prefix)."""
         self._batch = LlamaBatch(max(PROMPT_BATCH, MAX_SAMPLES))
+        self.notices: list[str] = []  # a local model has nothing to say of its runs
 
     @property
     def decode_threads(self) -> int:

@@ -62,6 +62,11 @@ class Engine(Protocol):
     chat_template: str | None
     memory_bytes: int
     layers_offloaded: int
+    notices: list[str]
+    """What the user should know about this engine's runs (a server that ignores seeds, a proxy
+    that buffers its stream), appended as found, each once."""
+    decode_threads: int | None
+    """The thread count generation steps use now; None where the engine chooses none."""
 
     @property
     def capabilities(self) -> Capabilities: ...

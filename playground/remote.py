@@ -389,6 +389,7 @@ class RemoteEngine:
                  timeout: float = DEFAULT_TIMEOUT, check_seed: bool = True) -> None:
         self.server = Server(url, api_key, timeout)
         self.notices: list[str] = []
+        self.decode_threads: int | None = None  # the server's own affair
         """What the user should know about this server (an ignored seed, a buffering proxy)."""
         models = self.server.json("GET", "/v1/models")
         listed = models.get("data") if isinstance(models, dict) else None

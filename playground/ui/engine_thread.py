@@ -164,7 +164,7 @@ class EngineThread:
         self._engine = engine
         return LoadedModel(engine.info, backend_info(), engine.layers_offloaded,
                            engine.memory_bytes, engine.n_ctx, engine.capabilities,
-                           tuple(getattr(engine, "notices", ())))
+                           tuple(engine.notices))
 
     def generate(self, prompt: str, params: SamplingParams, n: int, *, chat: bool,
                  system: str | None) -> Task:
@@ -176,7 +176,7 @@ class EngineThread:
             run = engine.start_run(prompt, params, n, chat=chat, system=system)
             writer, notice = self._record(run)
             stats: RunStats | None = None
-            said = len(getattr(engine, "notices", ()))
+            said = len(engine.notices)
             # The writer flushes what it holds even when generation fails half-way.
             shown = None
             with writer or contextlib.nullcontext():
@@ -188,11 +188,11 @@ class EngineThread:
                         stats = event.stats
                     yield event
                     # Read here, on the engine's thread, and sent with the events.
-                    threads = getattr(engine, "decode_threads", None)
+                    threads = engine.decode_threads
                     if threads is not None and threads != shown:
                         shown = threads
                         yield DecodeThreads(threads)
-            for found in getattr(engine, "notices", ())[said:]:
+            for found in engine.notices[said:]:
                 yield Notice(found)
             return stats
 
