@@ -52,8 +52,11 @@ _SUMMARY_SCORE_NAMES = {
     "normalized-logprob": "normalised logprob",
 }
 OVERLAY_HEIGHT = 170
-OVERLAY_INTERVAL = 0.5
-"""Seconds between overlay redraws while a run streams."""
+OVERLAY_INTERVAL = 1.0
+"""Seconds between redraws of the overlay, the score badges and the summary while a run
+streams (the panels' text follows every redraw of the window). A redraw of the overlay took
+15 ms, and the badges' rich text most of the panels' layout time: at every redraw, the two
+slowed generation in the app by a tenth."""
 
 
 def _number(value: float, decimals: int) -> str:
@@ -213,8 +216,8 @@ class BestOfNView(QWidget):
     def set_run(self, run: Run) -> None:
         """Show a new run (often still empty, at its start): one panel per sample.
 
-        Panels of the last run are emptied and reused: building one (its pyqtgraph sparkline
-        above all) takes ~30 ms, which for N panels would stall the window at every run."""
+        Panels of the last run are emptied and reused: building N of them at every run would
+        stall the window."""
         self._run = run
         exact = run.model.exact_entropy
         while len(self._panels) > len(run.samples):
@@ -239,14 +242,16 @@ class BestOfNView(QWidget):
         self._set_groups([(None, [s.index for s in run.samples])])
         self.stop_ranking()
         self._allow_labels(False)
+        self._show_summary()
         self.refresh()
 
     def refresh(self) -> None:
         """Catch up with the run; cheap when nothing changed since the last call.
 
         While the run streams, the work is spread over the event loop: one panel per step of
-        a zero-delay timer, and the overlay every OVERLAY_INTERVAL, so that no single event
-        (and the repaint after it) blocks the window long. A finished run is drawn at once.
+        a zero-delay timer, and the overlay, badges and summary every OVERLAY_INTERVAL, so that
+        no single event (and the repaint after it) blocks the window long. A finished run is
+        drawn at once.
         """
         run = self._run
         if run is None:
@@ -272,8 +277,6 @@ class BestOfNView(QWidget):
         self._pending = list(range(len(self._panels)))
         self._trickle.start()
         self._ranked = False
-        self._update_badges()
-        self._show_summary()
 
     def _trickle_step(self) -> None:
         run = self._run
@@ -284,10 +287,12 @@ class BestOfNView(QWidget):
         self._trickle.stop()
         if run is not None and time.monotonic() - self._overlay_drawn >= OVERLAY_INTERVAL:
             self._draw_overlay()
+            self._update_badges()
+            self._show_summary()
 
     def _draw_overlay(self) -> None:
         self._overlay_drawn = time.monotonic()
-        self.overlay.set_samples(self._run.samples)
+        self.overlay.set_samples(self._run.samples, streaming=not self._run.finished)
         fork = fork_text(self.overlay.divergence())
         if fork != self._fork.text():
             self._fork.setText(fork)

@@ -13,7 +13,9 @@ class FlowLayout(QLayout):
     """Widgets left to right at their size hints, wrapping to a new row when the width runs out.
 
     Qt has no wrapping layout; this is its documented flow-layout example, plus rows of their
-    own for widgets with the FULL_ROW property.
+    own for widgets with the FULL_ROW property. Measurements are cached until Qt invalidates
+    the layout, as Qt's own layouts do: while a run streams, every label that changes asks
+    the layouts above it for their sizes again, dozens of times a second.
     """
 
     def __init__(self, parent: QWidget | None = None, spacing: int = 10, *,
@@ -21,10 +23,18 @@ class FlowLayout(QLayout):
         super().__init__(parent)
         self._items: list[QLayoutItem] = []
         self._centred = centred
+        self._minimum: QSize | None = None
+        self._heights: dict[int, int] = {}
         self.setSpacing(spacing)
+
+    def invalidate(self) -> None:
+        self._minimum = None
+        self._heights.clear()
+        super().invalidate()
 
     def addItem(self, item: QLayoutItem) -> None:
         self._items.append(item)
+        self.invalidate()
 
     def count(self) -> int:
         return len(self._items)
@@ -33,7 +43,10 @@ class FlowLayout(QLayout):
         return self._items[index] if 0 <= index < len(self._items) else None
 
     def takeAt(self, index: int) -> QLayoutItem | None:
-        return self._items.pop(index) if 0 <= index < len(self._items) else None
+        if not 0 <= index < len(self._items):
+            return None
+        self.invalidate()
+        return self._items.pop(index)
 
     def expandingDirections(self) -> Qt.Orientation:
         return Qt.Orientation(0)
@@ -42,7 +55,9 @@ class FlowLayout(QLayout):
         return True
 
     def heightForWidth(self, width: int) -> int:
-        return self._arrange(QRect(0, 0, width, 0), apply=False)
+        if width not in self._heights:
+            self._heights[width] = self._arrange(QRect(0, 0, width, 0), apply=False)
+        return self._heights[width]
 
     def setGeometry(self, rect: QRect) -> None:
         super().setGeometry(rect)
@@ -52,12 +67,15 @@ class FlowLayout(QLayout):
         return self.minimumSize()
 
     def minimumSize(self) -> QSize:
-        size = QSize()
-        for item in self._items:
-            if not self._is_full_row(item):
-                size = size.expandedTo(item.minimumSize())
-        margins = self.contentsMargins()
-        return size + QSize(margins.left() + margins.right(), margins.top() + margins.bottom())
+        if self._minimum is None:
+            size = QSize()
+            for item in self._items:
+                if not self._is_full_row(item):
+                    size = size.expandedTo(item.minimumSize())
+            margins = self.contentsMargins()
+            self._minimum = size + QSize(margins.left() + margins.right(),
+                                         margins.top() + margins.bottom())
+        return QSize(self._minimum)
 
     @staticmethod
     def _is_full_row(item: QLayoutItem) -> bool:

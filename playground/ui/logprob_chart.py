@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent, QObject, QPointF, Qt, Signal
-from PySide6.QtGui import QBrush, QColor, QPen, QWheelEvent
+from PySide6.QtGui import QBrush, QColor, QPainter, QPaintEvent, QPen, QPolygonF
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from playground.analysis import Divergence, first_divergence
@@ -308,45 +308,48 @@ class LogprobChart(QWidget):
         self._label.setPos(index + (-0.5 if right_half else 0.5), y_high)
 
 
-class Sparkline(pg.PlotWidget):
-    """A tiny line of one sample's token probabilities: no axes, no mouse interaction."""
+class Sparkline(QWidget):
+    """A tiny line of one sample's token probabilities: no axes, no mouse interaction.
+
+    Painted directly rather than through pyqtgraph: N sparklines redraw about ten times a
+    second while a run streams, and as pyqtgraph plots they took half of the GUI thread's
+    time (each update re-ranged a view box and repainted a scene). Transparent, so it sits on
+    the panel's own background (the winner's is tinted)."""
 
     def __init__(self, parent: QWidget | None = None, color: QColor | None = None) -> None:
-        super().__init__(parent, background=None)
-        # Transparent, so it sits on the panel's own background (the winner's is tinted).
-        self.setStyleSheet("background: transparent; border: none;")
-        color = QColor(color or QColor("#4a6fa5"))
+        super().__init__(parent)
         self.setFixedHeight(40)
-        self.setMouseEnabled(x=False, y=False)
-        self.setMenuEnabled(False)
-        self.hideButtons()
-        for side in ("left", "bottom"):
-            self.hideAxis(side)
-        self.getPlotItem().setContentsMargins(0, 2, 0, 2)
-        self.setYRange(0, 1, padding=0.02)
-        self.setXRange(0, 1, padding=0)
-        # No fill and no antialiasing: N sparklines repaint ~10 times a second while streaming,
-        # and filled antialiased paths were most of the GUI thread's time.
-        self.curve = self.plot(pen=pg.mkPen(color, width=1.2), antialias=False)
-        self._line = pg.InfiniteLine(angle=90, movable=False, pen=_MARKER_PEN)
-        self._line.setVisible(False)
-        self.addItem(self._line, ignoreBounds=True)
+        self._pen = QPen(QColor(color or QColor("#4a6fa5")), 1.2)
+        self._values = np.empty(0)
+        self._marked = -1
         self.setToolTip("token probabilities, first token on the left")
 
     def set_values(self, probs: Sequence[float] | np.ndarray) -> None:
-        values = np.asarray(probs, dtype=float)
-        self.curve.setData(np.arange(len(values), dtype=float), values)
-        self.setXRange(0, max(len(values) - 1, 1), padding=0)
+        self._values = np.asarray(probs, dtype=float)
+        self.update()
 
     def highlight(self, index: int) -> None:
         """Mark token `index`; -1 clears the mark."""
-        self._line.setVisible(index >= 0)
-        if index >= 0:
-            self._line.setValue(index)
+        if index != self._marked:
+            self._marked = index
+            self.update()
 
-    def wheelEvent(self, event: QWheelEvent) -> None:
-        # Inside a scrolling grid of panels the wheel must scroll the grid, not stop here.
-        event.ignore()
+    def paintEvent(self, _event: QPaintEvent) -> None:
+        n = self._values.shape[0]
+        if n == 0:
+            return
+        painter = QPainter(self)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        width, height = self.width() - 1, self.height() - 4
+        xs = np.arange(n) * (width / max(n - 1, 1))
+        ys = 2 + height * (1 - np.clip(self._values, 0.0, 1.0))
+        if 0 <= self._marked < n:
+            painter.setPen(_MARKER_PEN)
+            x = round(float(xs[self._marked]))
+            painter.drawLine(x, 0, x, self.height())
+        painter.setPen(self._pen)
+        painter.drawPolyline(QPolygonF([QPointF(x, y) for x, y in zip(xs, ys, strict=True)]))
+        painter.end()
 
 
 class OverlayChart(QWidget):
@@ -355,6 +358,7 @@ class OverlayChart(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._samples: list[Sample] = []
+        self._span: int | None = None
         self._curves: list[pg.PlotDataItem] = []
         self._emphasis: int | None = None
         self._divergence: Divergence | None = None
@@ -403,8 +407,13 @@ class OverlayChart(QWidget):
         """The first fork among the samples last given."""
         return self._divergence
 
-    def set_samples(self, samples: Sequence[Sample]) -> None:
+    def set_samples(self, samples: Sequence[Sample], *, streaming: bool = False) -> None:
+        """Show these samples' curves. While they `streaming`, the token axis runs to the next
+        power of two past the longest sample, so that it is laid out again only when that is
+        outgrown (its ticks were two thirds of a redraw's time), not at every redraw."""
         self._samples = list(samples)
+        longest = max((len(s.tokens) for s in samples), default=0)
+        self._span = 2 ** math.ceil(math.log2(max(16, longest))) if streaming else None
         # Curves are kept across refreshes; only a run with another N adds or drops some.
         while len(self._curves) < len(samples):
             curve = pg.PlotDataItem()
@@ -449,6 +458,10 @@ class OverlayChart(QWidget):
                 values = np.cumsum(logprobs)
             curve.setData(np.arange(len(values), dtype=float), values)
         self._plot.setLabel("left", {PROBABILITY: "p", LOGPROB: "log p"}.get(mode, "Σ log p"))
+        if self._span:
+            self._plot.setXRange(0, self._span, padding=0)
+        else:
+            self._plot.enableAutoRange(x=True)
         if mode == PROBABILITY:
             self._plot.enableAutoRange(y=False)
             self._plot.setYRange(0, 1, padding=0.02)

@@ -147,6 +147,7 @@ class SamplePanel(QFrame):
         self.set_rank(None, winner=False)
         self.set_preferred(False)
         self._show_finish(None, 0)
+        self._fit_height()
 
     # -- data ------------------------------------------------------------------------------
 
@@ -245,6 +246,18 @@ class SamplePanel(QFrame):
                 f"<span style='color:#6b6b6b'>{html.escape(name)}</span> {html.escape(value)}"
             )
         self._badge_values = dict(badges)
+        self._fit_height()
+
+    def _fit_height(self) -> None:
+        """Fix the panel's height to what its content needs at its fixed width.
+
+        Only the badges can change it (they wrap). A panel of fixed size does not ask the grid
+        to lay out all N panels again each time one of its labels changes, which while a run
+        streams happened dozens of times a second."""
+        layout = self.layout()
+        height = max(layout.totalHeightForWidth(PANEL_WIDTH), layout.totalMinimumSize().height())
+        if height != self.minimumHeight() or height != self.maximumHeight():
+            self.setFixedHeight(height)
 
     def badges(self) -> dict[str, str]:
         """The badges shown, as given to `set_badges`."""
