@@ -66,14 +66,12 @@ from playground.sampling import (
     SamplingParams,
     raw_stats,
 )
-from playground.threads import ThreadChooser, candidate_counts
+from playground.threads import ThreadChooser, candidate_counts, kind_of
 
 MAX_SAMPLES = 32
 DEFAULT_CONTEXT = 4096
 PROMPT_BATCH = 512
 FORCED_BATCH = 32
-PAD_SEQUENCE = MAX_SAMPLES
-"""The sequence of a lone sample's padding token (see LocalEngine._decode_step)."""
 # Room left for llama.cpp's compute buffers and the rest of the app when sizing the KV cache.
 MEMORY_HEADROOM = 0.8
 
@@ -492,13 +490,13 @@ class LocalEngine:
         self._check_fits(len(prompt), n, params.max_tokens)
         cancelled = cancel or (lambda: False)
         started = time.perf_counter()
-        # + 1: the cell of a lone sample's padding token (see _decode_step).
+        # + 1: the cell of a lone sample's guess of its next token (see _decode_timed).
         ctx = self._context(len(prompt) + n * params.max_tokens + 1, flash_attention)
 
         history = prompt[-params.repeat_last_n :] if params.repeat_last_n else []
         sequences = [
             _Sequence(i, Sampler(replace(params, seed=seed), deque(history)),
-                      constraint() if constraint else None)
+                      constraint() if constraint else None, prompt)
             for i, seed in enumerate(seeds)
         ]
         if not self._decode_prompt(ctx, prompt, self._reuse_prefix(ctx, prompt), cancelled):
@@ -513,6 +511,9 @@ class LocalEngine:
         rows = [first] * n
         live = sequences
         position = len(prompt)
+        ahead: tuple[int, np.ndarray] | None = None
+        """A lone sample's guess of its next token, decoded with its last token, and the row
+        after the guess (see _decode_timed)."""
         new_tokens = 0
         stops = [s.encode("utf-8") for s in params.stop]
         ends = self.is_end_of_generation
@@ -538,7 +539,16 @@ class LocalEngine:
                 for seq in live:
                     yield seq.end("cancelled")
                 break
-            rows = self._decode_step(ctx, live, position)
+            if ahead is not None:  # only a lone sample guesses, and it is still live
+                guess, row = ahead
+                ahead = None
+                if live[0].sampler.history[-1] == guess:
+                    # The guess was drawn: its cell is in place and the row after it is known.
+                    rows = [row]
+                    position += 1
+                    continue
+                ctx.remove(live[0].index, position)
+            rows, ahead = self._decode_step(ctx, live, position)
             position += 1
         yield RunEnd(RunStats(len(prompt), new_tokens, time.perf_counter() - started))
 
@@ -606,7 +616,7 @@ class LocalEngine:
         self._free_context()
         size = -(-tokens // 256) * 256
         self._ctx = LlamaContext(self.model, n_ctx=size, n_batch=min(PROMPT_BATCH, size),
-                                 n_ubatch=MICRO_BATCH, n_seq_max=PAD_SEQUENCE + 1,
+                                 n_ubatch=MICRO_BATCH, n_seq_max=MAX_SAMPLES,
                                  n_threads=self.n_threads, n_threads_batch=self.n_threads_batch,
                                  flash_attention=flash_attention)
         self._cached_prompt = []
@@ -659,39 +669,50 @@ class LocalEngine:
         return True
 
     def _decode_step(self, ctx: LlamaContext, live: list[_Sequence],
-                     position: int) -> list[np.ndarray]:
-        # The step's thread count is the one measured fastest now (see playground.threads):
-        # spin-waiting threads on a busy machine made steps 20x slower with 2 threads on 2
-        # cores, while on an idle one 2 threads are almost twice as fast.
-        self._decode_timed(ctx, [(seq.sampler.history[-1], position, seq.index, True)
-                                 for seq in live])
-        return [ctx.logits(j) for j in range(len(live))]
+                     position: int) -> tuple[list[np.ndarray], tuple[int, np.ndarray] | None]:
+        """Decode the last token of every live sample at `position`: the rows their next tokens
+        are drawn from, and for a lone sample whose step took a guess along, (the guess, the
+        row after it)."""
+        seq = live[0]
+        guess = self._decode_timed(
+            ctx, [(s.sampler.history[-1], position, s.index, True) for s in live],
+            spare=(lambda: (seq.guess(), position + 1, seq.index, True)) if len(live) == 1
+            else None)
+        rows = [ctx.logits(j) for j in range(len(live))]
+        return rows, (guess[0], ctx.logits(1)) if guess else None
 
-    def _decode_timed(self, ctx: LlamaContext, entries: list[Entry],
-                      kind: str | None = None) -> None:
+    def _decode_timed(self, ctx: LlamaContext, entries: list[Entry], kind: str | None = None,
+                      *, spare: Callable[[], Entry] | None = None) -> Entry | None:
         """Decode with the thread count the chooser plans, and tell it how long that took; a
-        probe that runs past its limit is aborted and decoded again with the current count."""
+        probe that runs past its limit is aborted and decoded again with the current count.
+
+        The count is the one measured fastest now (see playground.threads): spin-waiting
+        threads on a busy machine made steps 20x slower with 2 threads on 2 cores, while on an
+        idle one 2 threads are almost twice as fast.
+
+        One token alone over 512 KV cells or more takes llama.cpp's split flash-attention
+        kernel, which sums the cells in one chunk per thread (see MICRO_BATCH): with two
+        threads a lone sample drifted 0.06 nats from the same text teacher-forced or decoded
+        beside another. A second token in the step keeps it on the row kernel, so a lone
+        sample's step then takes the `spare` along: the sample's guess of its next token, one
+        position on, which is right often enough (text repeats) to save a step that costs half
+        a step more. With one thread the split kernel sums as the row kernel does, and the
+        spare is not needed; nor is it before the cache's view can reach 512 cells. Returns
+        the spare entry where it was decoded (its logits follow the entries'), else None.
+        """
         while True:
             threads, limit = self.threads.plan(len(entries), kind)
             ctx.set_threads(threads, threads)
-            # One token alone over 512 KV cells or more takes llama.cpp's split flash-attention
-            # kernel, which sums the cells in one chunk per thread (see MICRO_BATCH): with two
-            # threads a lone sample drifted 0.06 nats from the same text teacher-forced or
-            # decoded beside another. A copy of its token on a spare sequence keeps the step on
-            # the row kernel; its cell goes at once. With one thread the split kernel sums as
-            # the row kernel does, and the copy (a quarter of a step with 2 threads) is not
-            # needed; nor is it before the cache's view can reach 512 cells.
-            padded = len(entries) == 1 and threads > 1 and ctx.lone_token_may_split()
-            batch = [*entries, (entries[0][0], entries[0][1], PAD_SEQUENCE, False)] if padded \
-                else entries
+            extra = spare() if spare is not None and threads > 1 and ctx.lone_token_may_split() \
+                else None
             started = time.perf_counter()
-            done = self._batch.decode(ctx, batch, within=limit)
-            if padded:
-                ctx.remove(PAD_SEQUENCE)
-            self.threads.measured(len(entries), threads, time.perf_counter() - started, kind,
+            done = self._batch.decode(ctx, [*entries, extra] if extra else entries, within=limit)
+            # Timed per token decoded: a step with the spare does the work of two.
+            self.threads.measured(len(entries) + (extra is not None), threads,
+                                  time.perf_counter() - started, kind or kind_of(len(entries)),
                                   aborted=not done)
             if done:
-                return
+                return extra
 
     def _record(
         self, seq: _Sequence, token: int, row: np.ndarray, sampling_logprob: float, k: int,
@@ -723,10 +744,15 @@ class _Sequence:
     """One sample's decoding state: its sampler and the bytes and characters produced so far."""
 
     def __init__(self, index: int, sampler: Sampler | None,
-                 constraint: Constraint | None = None) -> None:
+                 constraint: Constraint | None = None, prompt: list[int] | None = None) -> None:
         self.index = index
         self.sampler = sampler
         self.constraint = constraint
+        self.tokens = list(prompt or [])
+        """The prompt and every token drawn since."""
+        self._after: dict[tuple[int, ...], int] = {}
+        """What followed each token and each pair of tokens, the latest time (see `guess`)."""
+        self._indexed = 0
         self.produced = bytearray()
         self.starts: list[int] = []
         """Byte offset where each kept token begins."""
@@ -743,9 +769,25 @@ class _Sequence:
         if ends(draw.token):
             return None
         self.sampler.accept(draw.token)
+        self.tokens.append(draw.token)
         if self.constraint is not None:
             self.constraint.accept(draw.token)
         return draw
+
+    def guess(self) -> int:
+        """A guess of the token after the last one: what followed the last two tokens the
+        latest time they occurred, else what followed the last one, else the last one again
+        (prompt lookup, as llama.cpp's n-gram drafts). Indexed on the first call, then as the
+        sample grows."""
+        tokens, after = self.tokens, self._after
+        for i in range(max(self._indexed, 1), len(tokens)):
+            after[(tokens[i - 1],)] = tokens[i]
+            if i >= 2:
+                after[(tokens[i - 2], tokens[i - 1])] = tokens[i]
+        self._indexed = len(tokens)
+        last = tokens[-1]
+        return after.get((tokens[-2], last), after.get((last,), last)) if len(tokens) > 1 \
+            else last
 
     def finished(self, stops: list[bytes], max_tokens: int) -> SampleEnd | None:
         """How the sample ends after its last token (a stop string, the length), or None."""

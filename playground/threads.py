@@ -57,7 +57,8 @@ def candidate_counts(cores: int | None = None) -> tuple[int, ...]:
     return tuple(sorted(counts))
 
 
-def _kind_of(tokens: int) -> str:
+def kind_of(tokens: int) -> str:
+    """The kind of a generation step of that many samples' tokens."""
     return "single" if tokens == 1 else "batched"
 
 
@@ -120,7 +121,7 @@ class ThreadChooser:
     def plan(self, tokens: int, kind: str | None = None) -> tuple[int, float | None]:
         """The thread count for the next step of `tokens` tokens, and the seconds that step may
         take before it is aborted (None: no limit; only probe steps have one)."""
-        name = kind or _kind_of(tokens)
+        name = kind or kind_of(tokens)
         kind = self._kinds[name]
         if kind.probing is None and not self.pinned and kind.steps >= 2 \
                 and self._elapsed >= max(kind.due, kind.not_before):
@@ -136,7 +137,7 @@ class ThreadChooser:
         """Record that a step of `tokens` tokens with `threads` threads took `seconds`, or
         was `aborted` after that long (over its limit)."""
         self._elapsed += seconds
-        kind = self._kinds[kind or _kind_of(tokens)]
+        kind = self._kinds[kind or kind_of(tokens)]
         tokens = max(tokens, 1)
         if threads == kind.probing:
             self._probe_step(kind, seconds, tokens, aborted)

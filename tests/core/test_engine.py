@@ -229,24 +229,38 @@ def test_a_lone_sample_past_512_cells_scores_as_teacher_forced(tmp_path: Path):
 @pytest.mark.embedded
 @pytest.mark.skipif((os.cpu_count() or 1) < 2,
                     reason="llama.cpp splits a lone token's attention only across 2 threads")
-def test_a_lone_sample_is_padded_exactly_from_where_the_cache_view_reaches_512(
+def test_a_lone_sample_guesses_along_exactly_from_where_the_cache_view_reaches_512(
         embedded_model_path: Path):
-    """A lone sample's step is padded only once llama.cpp's view of the cache can reach 512
-    cells: the pad costs a quarter of a step. That rests on where llama.cpp puts cells: after a
-    best-of-4 run, the same prompt keeps its cells at the bottom and the new sample goes just
-    above, so its steps see 256 cells up to cell 256 and 512 after. Unpadded, this sample's
-    logprobs leave the teacher-forced ones exactly at cell 257 (by 0.07 nats)."""
+    """A lone sample's step takes a guess of its next token along only once llama.cpp's view
+    of the cache can reach 512 cells, and a right guess saves the next step. That rests on
+    where llama.cpp puts cells: after a best-of-4 run, the same prompt keeps its cells at the
+    bottom and the new sample goes just above, so its steps see 256 cells up to cell 256 and
+    512 after. Without the second token, this sample's logprobs leave the teacher-forced ones
+    exactly at cell 257 (by 0.07 nats); with it, they are the same as teacher-forced and as
+    decoded with one thread, where no guess is taken."""
     with load(embedded_model_path, n_ctx=1024, n_threads=2) as engine:
         engine.is_end_of_generation = lambda token: False
         prompt = "Tell me a long story about a lighthouse keeper and a storm."
         engine.run(prompt, replace(GREEDY, max_tokens=48), 4, same_seed=True)
+        decodes: list[int] = []
+        decode = engine._batch.decode
+        engine._batch.decode = lambda ctx, entries, **kw: (decodes.append(len(entries)),
+                                                           decode(ctx, entries, **kw))[1]
         alone = engine.run(prompt, replace(GREEDY, max_tokens=260))
         cells = len(alone.prompt_token_ids) + len(alone.samples[0].tokens)
         assert cells > 256 + 32 and engine.n_threads == 2
+        # The prompt, read again: its last two tokens; then steps alone; then with a guess.
+        first_guess = decodes.index(2, 1)
+        assert set(decodes[1:first_guess]) == {1} and set(decodes[first_guess:]) == {2}
+        assert len(decodes) - first_guess < cells - 257, "right guesses saved steps"
         tokens = alone.samples[0].tokens
         forced = engine.teacher_force(alone.prompt_token_ids, [t.id for t in tokens])
         assert [t.id for t in forced] == [t.id for t in tokens]
         assert [t.logprob for t in forced] == [t.logprob for t in tokens]
+    with load(embedded_model_path, n_ctx=1024, n_threads=1) as engine:
+        engine.is_end_of_generation = lambda token: False
+        one_thread = engine.run(prompt, replace(GREEDY, max_tokens=260)).samples[0].tokens
+        assert one_thread == tokens
 
 
 def test_prompt_longer_than_the_context(tiny_engine: Engine):
