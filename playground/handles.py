@@ -46,8 +46,8 @@ input was -2.694 read in one 512-token micro-batch and -2.593 in micro-batches o
 with the first 91 tokens cached, the last decoded alone); a response scored beside others had a
 hidden state up to 0.8 (2 %) away from the same response scored alone; a lone sample's steps
 past 512 cells with two threads drifted up to 0.06 nats from the same tokens teacher-forced.
-Micro-batches of 32 tokens avoid the first path; `decode_slices` (and the engine's padding of a
-lone sample's step) never leave one token alone in a micro-batch, which avoids the second.
+Micro-batches of 32 tokens avoid the first path; `decode_slices` (and the engine's guess that goes
+with a lone sample's step) never leave one token alone in a micro-batch, which avoids the second.
 (Flash attention off was worse: different from about 17 tokens on, and 4-8x slower.) With one
 thread, reading 512 prompt tokens took 5.3 s in micro-batches of 32 against 4.8 s in one of 512.
 """

@@ -137,6 +137,8 @@ class BestOfNView(QWidget):
         self.scroll.setWidgetResizable(True)
         self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.scroll.setWidget(self._grid)
+        # Panels scrolled into view catch up at once (streaming refreshes only visible ones).
+        self.scroll.verticalScrollBar().valueChanged.connect(self._catch_up)
 
         lower = QWidget()
         lower_layout = QVBoxLayout(lower)
@@ -250,8 +252,8 @@ class BestOfNView(QWidget):
 
         While the run streams, the work is spread over the event loop: one panel per step of
         a zero-delay timer, and the overlay, badges and summary every OVERLAY_INTERVAL, so that
-        no single event (and the repaint after it) blocks the window long. A finished run is
-        drawn at once.
+        no single event (and the repaint after it) blocks the window long; panels out of view
+        wait until they are scrolled into it. A finished run is drawn at once.
         """
         run = self._run
         if run is None:
@@ -274,9 +276,14 @@ class BestOfNView(QWidget):
             self._rank()
             self._allow_labels(True)
             return
-        self._pending = list(range(len(self._panels)))
+        self._pending = [i for i, panel in enumerate(self._panels)
+                         if not panel.visibleRegion().isEmpty()]
         self._trickle.start()
         self._ranked = False
+
+    def _catch_up(self) -> None:
+        self._signature = None
+        self.refresh()
 
     def _trickle_step(self) -> None:
         run = self._run

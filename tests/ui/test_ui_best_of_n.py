@@ -284,3 +284,27 @@ def test_overlay_has_one_curve_per_sample(qtbot, run: Run):
     assert curves[2].opts["pen"].widthF() > curves[0].opts["pen"].widthF()
     overlay.set_samples(run.samples[:3])
     assert len(overlay.curves()) == 3
+
+
+def test_streaming_refreshes_the_panels_in_view_and_the_rest_when_scrolled_to(
+        view: BestOfNView, tiny_engine: Engine, qtbot):
+    view.resize(700, 500)  # room for the first row of panels only
+    view.show()
+    qtbot.waitExposed(view)
+    run = tiny_engine.start_run("hello", replace(PARAMS, max_tokens=12), n=8)
+    view.set_run(run)
+    events = list(tiny_engine.generate(run))
+    for event in events[:-10]:  # still streaming
+        run.add(event)
+    assert not run.finished
+    view.refresh()
+    qtbot.waitUntil(lambda: not view._trickle.isActive())
+    seen = [not p.visibleRegion().isEmpty() for p in view.panels()]
+    assert any(seen) and not all(seen)
+    for panel, sample, shown in zip(view.panels(), run.samples, seen, strict=True):
+        assert (panel.text() == sample.text) == shown or not sample.text
+    view.scroll.verticalScrollBar().setValue(view.scroll.verticalScrollBar().maximum())
+    qtbot.waitUntil(lambda: not view._trickle.isActive())
+    for panel, sample in zip(view.panels(), run.samples, strict=True):
+        if not panel.visibleRegion().isEmpty():
+            assert panel.text() == sample.text
