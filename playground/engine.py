@@ -511,9 +511,9 @@ class LocalEngine:
         rows = [first] * n
         live = sequences
         position = len(prompt)
+        # A lone sample's guess of its next token, decoded with its last token, and the row
+        # after the guess (see _decode_timed).
         ahead: tuple[int, np.ndarray] | None = None
-        """A lone sample's guess of its next token, decoded with its last token, and the row
-        after the guess (see _decode_timed)."""
         new_tokens = 0
         stops = [s.encode("utf-8") for s in params.stop]
         ends = self.is_end_of_generation
@@ -749,8 +749,8 @@ class _Sequence:
         self.index = index
         self.sampler = sampler
         self.constraint = constraint
-        self.tokens = list(prompt or [])
-        """The prompt and every token drawn since."""
+        self._prompt = prompt or []
+        self._drawn: list[int] = []
         self._after: dict[tuple[int, ...], int] = {}
         """What followed each token and each pair of tokens, the latest time (see `guess`)."""
         self._indexed = 0
@@ -770,7 +770,7 @@ class _Sequence:
         if ends(draw.token):
             return None
         self.sampler.accept(draw.token)
-        self.tokens.append(draw.token)
+        self._drawn.append(draw.token)
         if self.constraint is not None:
             self.constraint.accept(draw.token)
         return draw
@@ -780,7 +780,7 @@ class _Sequence:
         latest time they occurred, else what followed the last one, else the last one again
         (prompt lookup, as llama.cpp's n-gram drafts). Indexed on the first call, then as the
         sample grows."""
-        tokens, after = self.tokens, self._after
+        tokens, after = self._prompt + self._drawn, self._after
         for i in range(max(self._indexed, 1), len(tokens)):
             after[(tokens[i - 1],)] = tokens[i]
             if i >= 2:
