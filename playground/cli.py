@@ -358,12 +358,10 @@ def _remote_engine(args: argparse.Namespace):
     return engine
 
 
-def _say_notices(engine: Any, said: int = 0) -> int:
-    """Print the engine's notices from `said` on; returns how many it has."""
-    notices = engine.notices
-    for notice in notices[said:]:
+def _say_notices(engine: Any, said: int = 0) -> None:
+    """Print the engine's notices from `said` on."""
+    for notice in engine.notices[said:]:
         print(f"playground: note: {notice}", file=sys.stderr)
-    return len(notices)
 
 
 def _interruptible(events: Iterator, cancel_flag: list[bool]) -> Iterator:

@@ -76,16 +76,16 @@ BUFFERED_SECONDS = 0.5
 """A stream silent this long and then delivered in one burst went through a buffering proxy."""
 
 
-def _strip_credentials(url: str) -> tuple[str, str | None]:
-    """(the URL without user:password@, the password or None)."""
-    parts = urllib.parse.urlsplit(url)
+def _strip_credentials(parts: urllib.parse.SplitResult) -> tuple[str, str | None]:
+    """(the URL without user:password@ and a trailing /, the password or None)."""
     netloc = parts.hostname or ""
     if ":" in netloc:  # an IPv6 address
         netloc = f"[{netloc}]"
     if parts.port:
         netloc += f":{parts.port}"
     password = urllib.parse.unquote(parts.password) if parts.password else None
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", "")), password
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", "")).rstrip("/"), \
+        password
 
 
 class Server:
@@ -104,9 +104,8 @@ class Server:
             parts.port  # noqa: B018 - a bad port raises here
         except ValueError:
             raise InvalidRequestError(f"not a server URL: {url!r} (a bad port)") from None
-        self.url, password = _strip_credentials(text)
+        self.url, password = _strip_credentials(parts)
         """The URL as recorded and shown: never with credentials."""
-        self.url = self.url.rstrip("/")
         self._https = parts.scheme == "https"
         self._host = parts.hostname
         self._port = parts.port
@@ -139,19 +138,25 @@ class Server:
             headers["Accept"] = "text/event-stream"
             headers["Cache-Control"] = "no-cache"
         data = None if body is None else json.dumps(body).encode()
-        try:
+        with self._answering(method, path):
             conn.request(method, self._prefix + path, data, headers)
             response = conn.getresponse()
             if response.status >= 400:
                 raise _StatusError(response.status,
                                    f"{self.url} answered {method} {path} with {response.status} "
                                    f"{response.reason}: {_error_message(response.read())}")
+        return response
+
+    @contextlib.contextmanager
+    def _answering(self, method: str, path: str) -> Iterator[None]:
+        """Turn a connection that fails inside into the ServerError that says so."""
+        try:
+            yield
         except OSError as error:
             raise self.failure(error, f"{method} {path}") from None
         except http.client.HTTPException as error:
             raise ServerError(f"{self.url} broke off its answer to {method} {path} "
                               f"({type(error).__name__})") from None
-        return response
 
     def failure(self, error: OSError, what: str) -> ServerError:
         if isinstance(error, TimeoutError):
@@ -167,18 +172,22 @@ class Server:
         reason = error.strerror or type(error).__name__
         return ServerError(f"cannot reach {self.url} for {what}: {reason}")
 
+    def first_model(self) -> dict[str, Any]:
+        """The first model that /v1/models lists (with its "id"), or a ServerError."""
+        models = self.json("GET", "/v1/models")
+        listed = models.get("data") if isinstance(models, dict) else None
+        if not listed or not isinstance(listed, list) or not isinstance(listed[0], dict) \
+                or "id" not in listed[0]:
+            raise ServerError(f"{self.url}/v1/models lists no model")
+        return listed[0]
+
     def json(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         """One request, its JSON answer."""
         conn = self.connection()
         try:
             response = self.send(conn, method, path, body)
-            try:
+            with self._answering(method, path):
                 raw = response.read()
-            except OSError as error:
-                raise self.failure(error, f"{method} {path}") from None
-            except http.client.HTTPException as error:
-                raise ServerError(f"{self.url} broke off its answer to {method} {path} "
-                                  f"({type(error).__name__})") from None
         finally:
             conn.close()
         return _parse_json(raw, f"{self.url}'s answer to {method} {path}")
@@ -209,6 +218,11 @@ def _error_message(raw: bytes) -> str:
         data = json.loads(text)
     except ValueError:
         data = None
+    return _message_of(data, text)
+
+
+def _message_of(data: Any, text: str) -> str:
+    """The message of a parsed error answer (see `_error_message`), else `text`, in one line."""
     if isinstance(data, dict):
         found = data.get("error", data.get("detail", data.get("message")))
         if isinstance(found, dict):
@@ -260,7 +274,7 @@ def sse_events(server: Server, response: http.client.HTTPResponse,
         event = _parse_json(payload, f"an event of {server.url}'s stream for {what}")
         if isinstance(event, dict) and "error" in event:
             raise ServerError(f"{server.url} stopped {what}: "
-                              f"{_error_message(json.dumps(event).encode())}")
+                              f"{_message_of(event, json.dumps(event))}")
         if not isinstance(event, dict):
             raise ServerError(f"an event of {server.url}'s stream for {what} is not an object")
         yield event
@@ -391,12 +405,7 @@ class RemoteEngine:
         self.notices: list[str] = []
         self.decode_threads: int | None = None  # the server's own affair
         """What the user should know about this server (an ignored seed, a buffering proxy)."""
-        models = self.server.json("GET", "/v1/models")
-        listed = models.get("data") if isinstance(models, dict) else None
-        if not listed or not isinstance(listed, list) or not isinstance(listed[0], dict) \
-                or "id" not in listed[0]:
-            raise ServerError(f"{self.server.url}/v1/models lists no model")
-        model = listed[0]
+        model = self.server.first_model()
         self.model_id = str(model["id"])
         props = self.server.has("GET", "/props")
         self.native = isinstance(props, dict) and "default_generation_settings" in props

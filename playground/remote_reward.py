@@ -16,11 +16,10 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from playground.errors import InvalidRequestError, ServerError
+from playground.errors import ServerError
 from playground.records import RewardModelIdentity
 from playground.remote import RemoteEngine, Server
 from playground.reward.backends import (
-    DEFAULT_RUBRIC,
     JUDGE_PROMPT,
     JUDGE_RAW_SUFFIX,
     NO_WORDS,
@@ -78,11 +77,7 @@ class ServerRewardModel(_ServerScorer):
     def __init__(self, url: str, api_key: str | None = None, *, timeout: float = 60.0) -> None:
         self.server = Server(url, api_key, timeout)
         self.url = self.server.url
-        models = self.server.json("GET", "/v1/models")
-        try:
-            self.name = str(models["data"][0]["id"])
-        except (KeyError, IndexError, TypeError):
-            raise ServerError(f"{self.url}/v1/models lists no model") from None
+        self.name = str(self.server.first_model()["id"])
         for endpoint in ENDPOINTS:
             if self.server.has("POST", endpoint, self._body(endpoint, "a", ["b"])) is not None:
                 self.endpoint = endpoint
@@ -145,14 +140,13 @@ class ServerJudge(_ServerScorer):
 
     kind = KIND_JUDGE
 
-    def __init__(self, engine: RemoteEngine, rubric: str | None = None) -> None:
+    def __init__(self, engine: RemoteEngine, rubric: str) -> None:
+        """`rubric` as `reward.detection.open_judge` checked it."""
         self.engine = engine
-        self.rubric = DEFAULT_RUBRIC if rubric is None else rubric
-        if not self.rubric.strip():
-            raise InvalidRequestError("the judge's rubric is empty")
+        self.rubric = rubric
         self.url = engine.server.url
         self.name = engine.model_id
-        self._chat = engine.chat_template is not None or not engine.native
+        self._chat = engine.info.has_chat_template
 
     def score_detailed(self, prompt: str, responses: Sequence[str], *,
                        cancel: Callable[[], bool] | None = None,
@@ -196,9 +190,9 @@ def _judge_score(top: Sequence[Any]) -> tuple[float, tuple[float, ...]]:
     log_yes, log_no = log_mass(YES_WORDS), log_mass(NO_WORDS)
     if math.isinf(log_yes) and math.isinf(log_no):
         return math.nan, (log_yes, log_no)
+    # Every word found is in `top`, so a finite mass is at least the floor already.
     floor = min(a.logprob for a in top)
-    return (max(log_yes, floor) if math.isinf(log_yes) else log_yes) - (
-        max(log_no, floor) if math.isinf(log_no) else log_no), (log_yes, log_no)
+    return max(log_yes, floor) - max(log_no, floor), (log_yes, log_no)
 
 
 def is_server_spec(spec: str | None) -> bool:
