@@ -460,13 +460,17 @@ class LocalEngine:
         run: Run,
         cancel: Callable[[], bool] | None = None,
         constraint: Callable[[], Constraint] | None = None,
+        *,
+        flash_attention: bool = True,
     ) -> Iterator[Event]:
         """Stream the run's samples: TokenRecords as they are drawn, a SampleEnd as each sample
         stops, and a RunEnd last. `cancel` is polled before every decode: when it returns True,
         every live sample ends as 'cancelled' before another token is computed. `constraint`
-        makes one `Constraint` per sample (e.g. a grammar) that limits what it may draw."""
+        makes one `Constraint` per sample (e.g. a grammar) that limits what it may draw;
+        `flash_attention` is as in `stream`."""
         return self.stream(run.prompt_token_ids, run.params, len(run.samples), cancel,
-                           seeds=[s.seed for s in run.samples], constraint=constraint)
+                           seeds=[s.seed for s in run.samples], constraint=constraint,
+                           flash_attention=flash_attention)
 
     def stream(
         self,
@@ -490,8 +494,8 @@ class LocalEngine:
         self._check_fits(len(prompt), n, params.max_tokens)
         cancelled = cancel or (lambda: False)
         started = time.perf_counter()
-        # + 1: the cell of a lone sample's guess of its next token (see _decode_timed).
-        ctx = self._context(len(prompt) + n * params.max_tokens + 1, flash_attention)
+        # A lone sample's guess (see _decode_timed) goes at most where its last token would.
+        ctx = self._context(len(prompt) + n * params.max_tokens, flash_attention)
 
         history = prompt[-params.repeat_last_n :] if params.repeat_last_n else []
         sequences = [
@@ -701,16 +705,19 @@ class LocalEngine:
         cache's view can reach 512 cells. Returns the spare entry where it was decoded (its
         logits follow the entries'), else None.
         """
+        kind = kind or kind_of(len(entries))
         while True:
             threads, limit = self.threads.plan(len(entries), kind)
             ctx.set_threads(threads, threads)
             extra = spare() if spare is not None and threads > 1 and ctx.lone_token_may_split() \
                 else None
+            if extra is not None and limit is not None:
+                limit *= (len(entries) + 1) / len(entries)  # the limit is per token decoded
             started = time.perf_counter()
             done = self._batch.decode(ctx, [*entries, extra] if extra else entries, within=limit)
             # Timed per token decoded: a step with the spare does the work of two.
             self.threads.measured(len(entries) + (extra is not None), threads,
-                                  time.perf_counter() - started, kind or kind_of(len(entries)),
+                                  time.perf_counter() - started, kind,
                                   aborted=not done)
             if done:
                 return extra

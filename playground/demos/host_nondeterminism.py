@@ -34,7 +34,7 @@ from playground.demos.scenario import (
     samples_json,
     start,
 )
-from playground.errors import Cancelled, InvalidRequestError
+from playground.errors import Cancelled, InvalidRequestError, UnsupportedModelError
 from playground.records import Run, Sample, TokenRecord, json_float
 from playground.sampling import SamplingParams
 
@@ -216,6 +216,9 @@ def run_host_nondeterminism(
 ) -> HostResult:
     """The prompt with one seed alone and among `others` other requests, flash attention off
     and on."""
+    if engine.info.server is not None:
+        raise UnsupportedModelError("this demonstration needs a local model: a server's flash "
+                                    "attention cannot be turned off from here")
     most = engine.capabilities.max_samples - 1  # the request itself is one more
     if not 1 <= others <= most:
         raise InvalidRequestError(f"the other requests must be from 1 to {most}, not {others}")
@@ -227,9 +230,7 @@ def run_host_nondeterminism(
         # Both runs read the prompt whole: a prompt cached by the other run would be read in a
         # decode of another shape, which without flash attention changes the logits too.
         engine.forget_prompt()
-        for event in engine.stream(run.prompt_token_ids, run.params, n, cancel,
-                                   seeds=[s.seed for s in run.samples],
-                                   flash_attention=flash_attention):
+        for event in engine.generate(run, cancel, flash_attention=flash_attention):
             run.add(event)
         if cancel():
             raise Cancelled()

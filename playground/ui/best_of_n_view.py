@@ -282,6 +282,8 @@ class BestOfNView(QWidget):
         self._ranked = False
 
     def _catch_up(self) -> None:
+        if self._run is None or self._run.finished:
+            return  # a finished run drew every panel
         self._signature = None
         self.refresh()
 

@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
 )
 
 from playground.sampling import SAMPLER_ORDERS, SamplingParams
-from playground.sampling_lab import CandidateScore, Moment, Reshaped, reshape
+from playground.sampling_lab import CandidateScore, Moment, Reshaped, both_orders
 from playground.ui.colors import CHOSEN, ERROR_TEXT, KEPT
 from playground.ui.engine_thread import Distribution, EngineThread
 from playground.ui.tasks import Task
@@ -254,8 +254,7 @@ class DistributionView(QDialog):
             return
         params = self.params()
         logits = self.distribution.logits
-        self.reshaped = {order: reshape(logits, replace(params, sampler_order=order),
-                                        self.moment.history) for order in SAMPLER_ORDERS}
+        self.reshaped = both_orders(logits, params, self.moment.history)
         drawn = self.moment.drawn.id
         any_shaped = next(iter(self.reshaped.values()))
         self.entropy_before.setText(
