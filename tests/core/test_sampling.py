@@ -99,23 +99,35 @@ def test_seeds_reproduce_and_differ():
     assert draws(5) != draws(6)
 
 
-def test_top_indices_equals_argsort():
+def test_top_indices_equals_a_stable_argsort():
     rng = np.random.default_rng(3)
-    for scale in (0.01, 1.0, 50.0):
-        x = (rng.standard_normal(20000) * scale).astype(np.float32)
-        for k in (1, 10, 40, 1000):
+    masked = (rng.standard_normal(5000) * 3).astype(np.float32)
+    masked[rng.permutation(5000)[:4990]] = -np.inf  # a constraint left 10 tokens
+    rows = [(rng.standard_normal(20000) * scale).astype(np.float32) for scale in (0.01, 1, 50)]
+    rows += [
+        np.round(rng.standard_normal(49152) * 4) / 4,  # many ties, as quantized logits have
+        np.zeros(3000, dtype=np.float32),
+        masked,
+    ]
+    for x in rows:
+        for k in (1, 10, 40, 1000, x.shape[0]):
             assert top_indices(x, k).tolist() == np.argsort(-x, kind="stable")[:k].tolist()
 
 
 def test_raw_stats_against_log_softmax():
     x = (np.random.default_rng(2).standard_normal(4000) * 3).astype(np.float32)
+    x[[5, 9, 17]] = x.max()  # a tie at the top
     full = x.astype(np.float64) - np.log(np.exp(x.astype(np.float64)).sum())
-    stats = raw_stats(x, 17, 10)
-    assert stats.logprob == pytest.approx(full[17], abs=1e-5)
-    assert stats.rank == 1 + int(np.sum(full > full[17]))
-    assert stats.entropy == pytest.approx(-np.sum(np.exp(full) * full), abs=1e-4)
-    assert stats.top_ids.tolist() == np.argsort(-full)[:10].tolist()
-    np.testing.assert_allclose(stats.top_logprobs, np.sort(full)[::-1][:10], atol=1e-5)
+    order = np.argsort(-full, kind="stable")
+    # The top token, tied ones, one inside the top 10, one just outside and the least likely.
+    for chosen in (5, 9, 17, int(order[7]), int(order[10]), int(order[-1])):
+        stats = raw_stats(x, chosen, 10)
+        assert stats.logprob == pytest.approx(full[chosen], abs=1e-5)
+        assert stats.rank == 1 + int(np.sum(full > full[chosen]))
+        assert stats.entropy == pytest.approx(-np.sum(np.exp(full) * full), abs=1e-4)
+        assert stats.top_ids.tolist() == order[:10].tolist()
+        np.testing.assert_allclose(stats.top_logprobs, full[order[:10]], atol=1e-5)
+    assert raw_stats(x, 17, 0).top_ids.tolist() == []
 
 
 def test_unresolved_seed_is_refused():
