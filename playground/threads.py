@@ -16,7 +16,10 @@ the best count, and now and then probes a neighbouring count for a few steps:
   since, so that under load, where every probe of more threads is slow, probing stays cheap;
 - a step of the current count far slower than its estimate (load came) makes a probe of fewer
   threads due now, back-off or not: spinning threads are what load slows most. At the fewest
-  threads a slow step is just the load, and probing more would only cost more.
+  threads a slow step is just the load, and probing more would only cost more;
+- a count with more threads than the current one is probed again `PROBE_EVERY` after it was
+  last measured (load may have gone), one with fewer only `PROBE_FEWER_EVERY` after: load that
+  comes shows itself as a surprise, and on an idle machine those probes are pure loss.
 
 Time is the decode time that the chooser was told about, not the wall clock: it is what a probe
 costs, and tests can drive the chooser with made-up step times.
@@ -24,6 +27,7 @@ costs, and tests can drive the chooser with made-up step times.
 
 from __future__ import annotations
 
+import math
 import os
 import statistics
 from dataclasses import dataclass, field
@@ -36,7 +40,10 @@ BUDGET = 0.02
 PROBE_STEPS = 3
 """Steps a probe runs when none of them is too slow."""
 PROBE_EVERY = 1.0
-"""Seconds of decoding between probes when they cost nothing (the next one is due then)."""
+"""Seconds of decoding after a count with more threads than the current one was last measured
+before it is probed again (when probes cost nothing: see BUDGET)."""
+PROBE_FEWER_EVERY = 5.0
+"""The same for a count with fewer threads, which a surprise (see SURPRISE) probes at once."""
 SURPRISE = 2.0
 """A step of the current count this many times slower than its estimate makes a probe of fewer
 threads due."""
@@ -77,8 +84,6 @@ class _Kind:
     """Seconds per token of the running probe's steps."""
     lost: float = 0.0
     """Seconds the running probe's steps took beyond what the current count would have."""
-    due: float = 0.0
-    """Decode time at which the next probe is due."""
     not_before: float = 0.0
     """Decode time before which no probe may start (the budget's back-off)."""
     steps: int = 0
@@ -124,7 +129,7 @@ class ThreadChooser:
         name = kind or kind_of(tokens)
         kind = self._kinds[name]
         if kind.probing is None and not self.pinned and kind.steps >= 2 \
-                and self._elapsed >= max(kind.due, kind.not_before):
+                and self._elapsed >= kind.not_before:
             kind.probing = self._next_probe(kind)
         if name != "prompt":
             self.last = kind.current
@@ -146,15 +151,20 @@ class ThreadChooser:
 
     # -- internals -------------------------------------------------------------------------
 
-    def _next_probe(self, kind: _Kind) -> int:
-        """The neighbour of the current count (one step down or up the list) measured longest
-        ago, never measured counts first; after a surprise, the one below."""
+    def _next_probe(self, kind: _Kind) -> int | None:
+        """The neighbour of the current count (one step down or up the list) that is due, the
+        one measured longest ago first (never measured counts are due at once); after a
+        surprise, the one below."""
         i = self.counts.index(kind.current)
         if kind.surprised:
             kind.surprised = False
             return self.counts[i - 1]
         neighbours = [self.counts[j] for j in (i - 1, i + 1) if 0 <= j < len(self.counts)]
-        return min(neighbours, key=lambda n: kind.probed_at.get(n, -1.0))
+        for n in sorted(neighbours, key=lambda n: kind.probed_at.get(n, -math.inf)):
+            wait = PROBE_EVERY if n > kind.current else PROBE_FEWER_EVERY
+            if self._elapsed >= kind.probed_at.get(n, -math.inf) + wait:
+                return n
+        return None
 
     def _current_step(self, kind: _Kind, per_token: float) -> None:
         estimate = kind.estimates.get(kind.current)
@@ -164,7 +174,7 @@ class ThreadChooser:
         else:
             if per_token > SURPRISE * estimate and kind.current > self.counts[0]:
                 # Load came: fewer threads now, whatever probes cost before.
-                kind.due = kind.not_before = self._elapsed
+                kind.not_before = self._elapsed
                 kind.surprised = True
             kind.estimates[kind.current] = estimate + SMOOTHING * (per_token - estimate)
         kind.probed_at[kind.current] = self._elapsed
@@ -181,7 +191,6 @@ class ThreadChooser:
         kind.estimates[probed] = found
         kind.probed_at[probed] = self._elapsed
         kind.not_before = self._elapsed + max(kind.lost, 0.0) / BUDGET
-        kind.due = self._elapsed + PROBE_EVERY
         kind.probing, kind.probe_times, kind.lost = None, [], 0.0
         if found < SWITCH * baseline:
             kind.current, kind.steps = probed, 0
