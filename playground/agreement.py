@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from playground.errors import Cancelled
 from playground.labels import Label
 from playground.records import RewardModelIdentity, Run, json_float
-from playground.scoring import LOGPROB_SCORES
+from playground.scoring import LOGPROB_SCORES, kendall_tau_b
 
 if TYPE_CHECKING:
     from playground.store import Store
@@ -106,23 +106,6 @@ class Agreement:
         return {"methods": [m.to_json() for m in self.methods],
                 "runs": [r.to_json() for r in self.runs],
                 "overall": {key: tally.to_json() for key, tally in self.overall.items()}}
-
-
-def kendall_tau_b(x: Sequence[float], y: Sequence[float]) -> float | None:
-    """Kendall's tau-b of two score lists (higher is better in both); None when either side
-    ties every pair."""
-    n = len(x)
-    pairs = n * (n - 1) // 2
-    s = tied_x = tied_y = 0
-    for i in range(n):
-        for j in range(i + 1, n):
-            dx = (x[i] > x[j]) - (x[i] < x[j])
-            dy = (y[i] > y[j]) - (y[i] < y[j])
-            s += dx * dy
-            tied_x += dx == 0
-            tied_y += dy == 0
-    denominator = math.sqrt((pairs - tied_x) * (pairs - tied_y))
-    return s / denominator if denominator else None
 
 
 def label_tally(label: Label, scores: Sequence[float]) -> Tally:

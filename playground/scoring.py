@@ -102,22 +102,36 @@ def rank_by_logprob(samples_logprobs: Sequence[Sequence[float]], method: str) ->
 def kendall_tau(order_a: Sequence[int], order_b: Sequence[int]) -> float:
     """Kendall tau-b between two orders (best first) of the same samples.
 
-    1.0 for identical orders, -1.0 for reversed ones. A strict order has no ties, so tau-b
-    equals (concordant - discordant) / pairs here. Fewer than two samples agree trivially.
+    1.0 for identical orders, -1.0 for reversed ones. Fewer than two samples agree trivially.
     """
     if len(set(order_a)) != len(order_a) or len(set(order_b)) != len(order_b):
         raise ValueError("a ranking lists the same sample twice")
     if set(order_a) != set(order_b):
         raise ValueError("the two rankings are not of the same samples")
-    n = len(order_a)
-    if n < 2:
+    if len(order_a) < 2:
         return 1.0
     position_b = {sample: rank for rank, sample in enumerate(order_b)}
-    ranks_b = [position_b[sample] for sample in order_a]
-    # order_a lists samples in increasing rank, so a pair is concordant iff b keeps it increasing.
-    discordant = sum(ranks_b[i] > ranks_b[j] for i in range(n) for j in range(i + 1, n))
+    tau = kendall_tau_b([-rank for rank in range(len(order_a))],
+                        [-position_b[sample] for sample in order_a])
+    assert tau is not None, "a strict order ties no pair"
+    return tau
+
+
+def kendall_tau_b(x: Sequence[float], y: Sequence[float]) -> float | None:
+    """Kendall's tau-b of two score lists (higher is better in both); None when either side
+    ties every pair."""
+    n = len(x)
     pairs = n * (n - 1) // 2
-    return (pairs - 2 * discordant) / pairs
+    s = tied_x = tied_y = 0
+    for i in range(n):
+        for j in range(i + 1, n):
+            dx = (x[i] > x[j]) - (x[i] < x[j])
+            dy = (y[i] > y[j]) - (y[i] < y[j])
+            s += dx * dy
+            tied_x += dx == 0
+            tied_y += dy == 0
+    denominator = math.sqrt((pairs - tied_x) * (pairs - tied_y))
+    return s / denominator if denominator else None
 
 
 def top_agrees(a: Ranking, b: Ranking) -> bool:

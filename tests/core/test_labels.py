@@ -28,7 +28,7 @@ import store_writer as sw
 
 from playground import cli
 from playground import store as store_module
-from playground.agreement import agreement, kendall_tau_b
+from playground.agreement import agreement
 from playground.export import export_stored
 from playground.labels import (
     Label,
@@ -50,7 +50,7 @@ from playground.records import (
     SampleEnd,
     TokenRecord,
 )
-from playground.scoring import kendall_tau
+from playground.scoring import kendall_tau, kendall_tau_b
 from playground.store import Store
 
 
