@@ -30,32 +30,19 @@ from playground.reward.interface import (
     KIND_RERANKER,
     KIND_SCORE_HEAD,
     ScoredResponse,
+    Scorer,
 )
 from playground.sampling import SamplingParams
 
 ENDPOINTS = ("/rerank", "/v1/rerank", "/score", "/pooling")
 
 
-class _ServerScorer:
-    """What the two share: the RewardModel surface that callers use."""
+class _ServerScorer(Scorer):
+    """What the two share: a server's URL and model id, and nothing held between requests."""
 
-    kind = ""
-    rubric = ""
     url = ""
     name = ""
     """The model id the server reports."""
-
-    def score(self, prompt: str, responses: Sequence[str], *,
-              cancel: Callable[[], bool] | None = None,
-              progress: Callable[[int, int], None] | None = None) -> list[float]:
-        return [s.score for s in self.score_detailed(prompt, responses, cancel=cancel,
-                                                     progress=progress)]
-
-    def score_detailed(self, prompt: str, responses: Sequence[str], *,
-                       cancel: Callable[[], bool] | None = None,
-                       progress: Callable[[int, int], None] | None = None
-                       ) -> list[ScoredResponse]:
-        raise NotImplementedError
 
     def identity(self) -> RewardModelIdentity:
         # No file to hash: the server's URL and its model id say which model scored.
@@ -63,12 +50,6 @@ class _ServerScorer:
 
     def close(self) -> None:
         """Nothing is held between requests."""
-
-    def __enter__(self) -> _ServerScorer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 class ServerRewardModel(_ServerScorer):

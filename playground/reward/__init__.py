@@ -1,7 +1,8 @@
 """Reward-model scoring: how good is each of N responses to one prompt, by a model trained to judge.
 
-One interface, `RewardModel.score(prompt, responses) -> list[float]` (higher is better), over three
-backends that `open_reward_model` picks from the file:
+One interface, `Scorer.score(prompt, responses) -> list[float]` (higher is better), over three
+local backends (`RewardModel`) that `open_reward_model` picks from the file, and a server's
+(`playground.remote_reward`):
 
 * score-head reward models (Skywork-Reward-V2 and other `*ForSequenceClassification` models): the
   model's causal-LM backbone as a GGUF with the score head stored in its metadata
@@ -22,9 +23,9 @@ on what else was scored with it.
 Like the engine, a reward model is not thread-safe: use it on one thread (the judge on the thread
 that owns its engine).
 
-The package, by job: `interface` (RewardModel, results, kinds and format keys), `backends` (the
-three kinds), `detection` (what a file is; opening it), `decoder` (batched scoring decodes),
-`packing` (the score-head format) and `safetensors` (reading Hugging Face heads).
+The package, by job: `interface` (Scorer, RewardModel, results, kinds and format keys),
+`backends` (the three kinds), `detection` (what a file is; opening it), `decoder` (batched scoring
+decodes), `packing` (the score-head format) and `safetensors` (reading Hugging Face heads).
 """
 
 from playground.reward.backends import DEFAULT_RUBRIC, JudgeModel, RerankerModel, ScoreHeadModel
@@ -42,6 +43,7 @@ from playground.reward.interface import (
     VERSION_KEY,
     RewardModel,
     ScoredResponse,
+    Scorer,
     rank_agreement,
     score_run,
 )
@@ -65,6 +67,7 @@ __all__ = [
     "RewardModel",
     "ScoreHeadModel",
     "ScoredResponse",
+    "Scorer",
     "find_score_tensor",
     "load_safetensors_tensor",
     "load_score_head",

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import llama_cpp
 import numpy as np
 
-from playground.engine import MEMORY_HEADROOM, available_memory, default_threads
+from playground.engine import MEMORY_HEADROOM, LocalEngine, available_memory, default_threads
 from playground.errors import InvalidRequestError, PlaygroundError, ResourceError
 from playground.handles import (
     MICRO_BATCH,
@@ -71,6 +71,14 @@ class Decoder:
                                  embeddings=embeddings, pooling=pooling)
         self._batch = LlamaBatch(self.n_batch)
         self._open = True
+
+    @classmethod
+    def last_hidden_state(cls, engine: LocalEngine, n_threads: int | None) -> Decoder:
+        """A decoder of each input's last hidden state over the engine's causal model: what a
+        score head reads."""
+        return cls(engine.model, n_ctx=engine.n_ctx, kv_bytes_per_token=engine.kv_bytes_per_token,
+                   n_threads=n_threads, embeddings=True, pooling=llama_cpp.LLAMA_POOLING_TYPE_LAST,
+                   width=engine.info.embedding_length, causal=True)
 
     @property
     def open(self) -> bool:

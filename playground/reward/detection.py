@@ -36,7 +36,7 @@ from playground.reward.interface import (
     POOLING_KEY,
     SOURCE_KEY,
     VERSION_KEY,
-    RewardModel,
+    Scorer,
 )
 
 # Architectures whose attention is not causal: no shared prefix, one input per decode.
@@ -55,7 +55,7 @@ def open_reward_model(
     n_ctx: int | None = None,
     n_threads: int | None = None,
     kind: str | None = None,
-) -> RewardModel:
+) -> Scorer:
     """Open a reward model.
 
     `spec` is "judge" (the LLM judge: `judge_engine`, the app's loaded generator, or else the
@@ -232,10 +232,7 @@ def _open_score_head(path: Path, header: GGUFHeader, n_gpu_layers: int, n_ctx: i
                              "the conversation in the chat template it was trained with")
     engine = load(path, n_gpu_layers=n_gpu_layers, n_ctx=n_ctx)
     try:
-        decoder = Decoder(engine.model, n_ctx=engine.n_ctx,
-                           kv_bytes_per_token=engine.kv_bytes_per_token, n_threads=n_threads,
-                           embeddings=True, pooling=llama_cpp.LLAMA_POOLING_TYPE_LAST,
-                           width=info.embedding_length, causal=True)
+        decoder = Decoder.last_hidden_state(engine, n_threads)
     except BaseException:
         engine.close()
         raise

@@ -15,7 +15,6 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import llama_cpp
 import numpy as np
 
 from playground.engine import LocalEngine, load
@@ -70,11 +69,7 @@ class FeatureExtractor:
         self.engine: LocalEngine = load(self.path, n_gpu_layers=n_gpu_layers)
         self.width = self.engine.info.embedding_length
         try:
-            self._decoder = Decoder(self.engine.model, n_ctx=self.engine.n_ctx,
-                                    kv_bytes_per_token=self.engine.kv_bytes_per_token,
-                                    n_threads=n_threads, embeddings=True,
-                                    pooling=llama_cpp.LLAMA_POOLING_TYPE_LAST, width=self.width,
-                                    causal=True)
+            self._decoder = Decoder.last_hidden_state(self.engine, n_threads)
         except BaseException:
             self.engine.close()
             raise

@@ -1,4 +1,4 @@
-"""The reward-model interface: `RewardModel.score(prompt, responses)`, its results, and the
+"""The reward-model interface: `Scorer.score(prompt, responses)`, its results, and the
 names of the kinds and of the score-head file format's keys."""
 
 from __future__ import annotations
@@ -70,13 +70,56 @@ def rank_agreement(a: Ranking, b: Ranking) -> dict[str, float | bool]:
 
 
 
-class RewardModel(ABC):
-    """A model that scores responses to a prompt. Use `open_reward_model` to get one."""
+class Scorer(ABC):
+    """What scores responses to a prompt, here or on a server: what `score_run`, the CLI and the
+    exports take. Use `open_reward_model` to get one."""
 
     kind: str = ""
     """'score-head', 'reranker' or 'judge'."""
     rubric: str = ""
     """The judge's question or a reranker's instruction; "" when the model takes none."""
+
+    def score(
+        self,
+        prompt: str,
+        responses: Sequence[str],
+        *,
+        cancel: Callable[[], bool] | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> list[float]:
+        """A score for each response, higher is better. See `score_detailed`."""
+        scored = self.score_detailed(prompt, responses, cancel=cancel, progress=progress)
+        return [s.score for s in scored]
+
+    @abstractmethod
+    def score_detailed(
+        self,
+        prompt: str,
+        responses: Sequence[str],
+        *,
+        cancel: Callable[[], bool] | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> list[ScoredResponse]:
+        """Each response's score and what the model read to give it; NaN for the responses
+        not scored before `cancel` returned True."""
+
+    @abstractmethod
+    def identity(self) -> RewardModelIdentity:
+        """What a stored score records about the model that gave it."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Free what the model holds."""
+
+    def __enter__(self) -> Scorer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class RewardModel(Scorer):
+    """A reward model run here, by llama.cpp."""
 
     def __init__(self, engine: LocalEngine, decoder: Decoder, *, owns_engine: bool) -> None:
         self.engine = engine
@@ -115,18 +158,6 @@ class RewardModel(ABC):
     def n_ctx(self) -> int:
         """Tokens one input may have: template, prompt and response together."""
         return self._decoder.n_ctx
-
-    def score(
-        self,
-        prompt: str,
-        responses: Sequence[str],
-        *,
-        cancel: Callable[[], bool] | None = None,
-        progress: Callable[[int, int], None] | None = None,
-    ) -> list[float]:
-        """A score for each response, higher is better. See `score_detailed`."""
-        scored = self.score_detailed(prompt, responses, cancel=cancel, progress=progress)
-        return [s.score for s in scored]
 
     def score_detailed(
         self,
@@ -189,12 +220,6 @@ class RewardModel(ABC):
         if self._owns_engine:
             self.engine.close()
 
-    def __enter__(self) -> RewardModel:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def _model_line(self) -> str:
         info = self.engine.info
         return (f"{info.name} ({info.architecture}, {human_count(info.parameters)} parameters, "
@@ -202,7 +227,7 @@ class RewardModel(ABC):
 
 
 def score_run(
-    model: RewardModel,
+    model: Scorer,
     run: Run,
     *,
     method: str = "reward",

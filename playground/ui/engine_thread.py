@@ -27,7 +27,7 @@ from playground.errors import PlaygroundError
 from playground.gguf_file import ModelInfo
 from playground.records import Event, RewardModelIdentity, Run, RunEnd, RunStats
 from playground.remote import RemoteEngine
-from playground.reward import RewardModel, open_reward_model
+from playground.reward import Scorer, open_reward_model
 from playground.sampling import SamplingParams, top_indices
 from playground.sampling_lab import CandidateScore, Moment, probe
 from playground.store import RunWriter, Store
@@ -121,7 +121,7 @@ class EngineThread:
         self.store = store
         """Where runs are recorded as they stream; None records nothing."""
         self._engine: Engine | None = None
-        self._reward: RewardModel | None = None
+        self._reward: Scorer | None = None
         self._reward_key: tuple[str, str | None] | None = None
         self._executor = Executor("llama.cpp", on_exit=self._close)
 
