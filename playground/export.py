@@ -58,6 +58,7 @@ from typing import IO, TYPE_CHECKING, Any
 from playground.errors import Cancelled, PlaygroundError
 from playground.files import FileKindError, output_file
 from playground.gguf_file import ModelInfo
+from playground.labels import field_name, item_id
 from playground.records import (
     Alternative,
     RewardModelIdentity,
@@ -596,12 +597,12 @@ def _write_labelstudio_ranking(f: IO[str], items: list[_Item], each: Iterator[_I
             "prompt": run.prompt,
             # In sample order, not the model's: the annotator should not see its opinion.
             "items": [
-                {"id": f"sample-{s.index}", "title": f"Sample {s.index + 1}", "body": s.text}
+                {"id": item_id(s.index), "title": f"Sample {s.index + 1}", "body": s.text}
                 for s in run.samples
             ],
-            "seeds": {f"sample-{s.index}": s.seed for s in run.samples},
-            "model_ranking": [f"sample-{i}" for i in ranking.order],
-            "model_scores": {f"sample-{i}": json_float(score[i]) for i in ranking.order},
+            "seeds": {item_id(s.index): s.seed for s in run.samples},
+            "model_ranking": [item_id(i) for i in ranking.order],
+            "model_scores": {item_id(i): json_float(score[i]) for i in ranking.order},
             **_task_common(item, ranking),
         }})
     f.write(json.dumps(tasks, ensure_ascii=False, allow_nan=False, indent=1))
@@ -660,7 +661,7 @@ def argilla_agent(method: str, model_name: str) -> str:
 
 
 def argilla_record(run: Run, run_id: int, ranking: Ranking, sha256: str = "") -> dict[str, Any]:
-    responses = {f"response_{s.index + 1}": s.text for s in run.samples}
+    responses = {field_name(s.index): s.text for s in run.samples}
     return {
         "id": f"run-{run_id}",
         "fields": {"prompt": run.prompt, **responses},
@@ -672,7 +673,7 @@ def argilla_record(run: Run, run_id: int, ranking: Ranking, sha256: str = "") ->
             "model_path": run.model.path,
             "model_sha256": sha256,
             "params": json.dumps(params_record(run.params)),
-            "seeds": json.dumps({f"response_{s.index + 1}": s.seed for s in run.samples}),
+            "seeds": json.dumps({field_name(s.index): s.seed for s in run.samples}),
             "ranking_method": ranking.method,
             # The ranking's own scores, best first (null where not finite).
             "ranking_scores": json.dumps([json_float(s) for s in ranking.scores]),
@@ -680,7 +681,7 @@ def argilla_record(run: Run, run_id: int, ranking: Ranking, sha256: str = "") ->
         },
         "suggestions": {
             ARGILLA_QUESTION: {
-                "value": [f"response_{i + 1}" for i in ranking.order],
+                "value": [field_name(i) for i in ranking.order],
                 "score": unit_scores(ranking.scores),
                 "agent": argilla_agent(ranking.method, run.model.name),
             }
@@ -697,7 +698,7 @@ def argilla_settings(n_samples: int) -> dict[str, Any]:
         return {"name": name, "title": title, "required": True, "description": None,
                 "settings": {"type": "text", "use_markdown": False}}
 
-    names = [f"response_{i + 1}" for i in range(n_samples)]
+    names = [field_name(i) for i in range(n_samples)]
     return {
         "guidelines": "Rank the responses to the prompt, best first. The suggestion is the "
                       "model's own ranking (see each record's ranking_method).",

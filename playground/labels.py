@@ -318,8 +318,14 @@ def _labelstudio_ranking(data: dict[str, Any], result: dict[str, Any], annotator
                          "label-studio", hint=(_int_or_none(data.get("run_id")), samples))
 
 
-def _sample_of_item(item_id: str) -> int | None:
-    prefix, _, number = item_id.partition("-")
+def item_id(sample: int) -> str:
+    """The id of a sample's item in a Label Studio ranking task that `export` writes."""
+    return f"sample-{sample}"
+
+
+def _sample_of_item(item: str) -> int | None:
+    """The sample whose `item_id` that is, or None (a task this app did not write)."""
+    prefix, _, number = item.partition("-")
     return int(number) if prefix == "sample" and number.isdigit() else None
 
 
@@ -374,7 +380,13 @@ def _argilla_ranks(value: Any, where: str) -> tuple[list[str], tuple[int, ...]]:
     return names, ranks
 
 
+def field_name(sample: int) -> str:
+    """The name of a sample's response field in an Argilla record that `export` writes."""
+    return f"response_{sample + 1}"
+
+
 def _sample_of_field(name: str) -> int | None:
+    """The sample whose `field_name` that is, or None."""
     prefix, _, number = name.rpartition("_")
     return int(number) - 1 if prefix == "response" and number.isdigit() and int(number) else None
 
