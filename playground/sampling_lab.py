@@ -61,10 +61,8 @@ class Reshaped:
     """Per token (int8): 0 kept, else 1 + the index in `CUTS` of the step that cut it."""
     kept: int
     """How many tokens the filters left (`TokenRecord.kept`)."""
-    entropy_before: float
-    """Of the raw model distribution (temperature 1, nothing filtered), in nats."""
     entropy_after: float
-    """Of the distribution a draw uses, in nats."""
+    """Of the distribution a draw uses, in nats (see `raw_logprobs` for the model's own)."""
 
     def cut_by(self, token: int) -> str | None:
         """The filter that cut `token`, or None when it was kept."""
@@ -93,17 +91,18 @@ def reshape(logits: np.ndarray, params: SamplingParams,
     scale = values.astype(np.float64)
     weights = np.exp(scale - scale.max())
     probs[np.arange(n) if ids is None else ids] = weights / weights.sum()
-    return Reshaped(probs, cut, int(np.count_nonzero(cut == 0)), _entropy(logits),
-                    _entropy_of(probs))
+    return Reshaped(probs, cut, int(np.count_nonzero(cut == 0)), entropy(probs))
 
 
-def _entropy(logits: np.ndarray) -> float:
+def raw_logprobs(logits: np.ndarray) -> np.ndarray:
+    """The raw model distribution (temperature 1, nothing filtered) as float64 logprobs: what
+    the sliders reshape, computed once per moment."""
     x = logits.astype(np.float64)
-    logp = x - (x.max() + math.log(np.exp(x - x.max()).sum()))
-    return _entropy_of(np.exp(logp))
+    return x - (x.max() + math.log(np.exp(x - x.max()).sum()))
 
 
-def _entropy_of(probs: np.ndarray) -> float:
+def entropy(probs: np.ndarray) -> float:
+    """Of a distribution over the vocabulary (0 for a token cut), in nats."""
     p = probs[probs > 0]
     return max(float(-(p * np.log(p)).sum()), 0.0)
 

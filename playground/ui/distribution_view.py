@@ -9,10 +9,10 @@ bars, so the difference between temperature first and temperature last is seen, 
 
 from __future__ import annotations
 
+import html
 import math
 from dataclasses import replace
 
-import numpy as np
 from PySide6.QtCore import QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QFont, QFontMetricsF, QPainter, QPaintEvent, QPen
 from PySide6.QtWidgets import (
@@ -230,10 +230,10 @@ class DistributionView(QDialog):
             under = "; its first token under these settings, " + ", ".join(parts)
         vocab = len(self.distribution.logits) if self.distribution else 0
         self.candidate_result.setText(
-            f"<b>{_escape(visible_text(score.text))}</b>: probability "
+            f"<b>{html.escape(visible_text(score.text))}</b>: probability "
             f"<b>{_percent(math.exp(score.logprob))}</b> (logprob {score.logprob:.3f}), "
             f"first token rank <b>{score.rank:,}</b>" + (f" of {vocab:,}" if vocab else "")
-            + f"; {len(score.tokens)} token(s): {_escape(pieces)}{under}")
+            + f"; {len(score.tokens)} token(s): {html.escape(pieces)}{under}")
 
     # -- drawing ---------------------------------------------------------------------------
 
@@ -256,9 +256,8 @@ class DistributionView(QDialog):
         logits = self.distribution.logits
         self.reshaped = both_orders(logits, params, self.moment.history)
         drawn = self.moment.drawn.id
-        any_shaped = next(iter(self.reshaped.values()))
-        self.entropy_before.setText(
-            f"Entropy of the model's distribution: <b>{any_shaped.entropy_before:.2f} nats</b>")
+        self.entropy_before.setText("Entropy of the model's distribution: "
+                                    f"<b>{self.distribution.entropy:.2f} nats</b>")
         for order, shaped in self.reshaped.items():
             used = " <i>(this run)</i>" if order == self.moment.params.sampler_order else ""
             cut = shaped.cut_by(drawn)
@@ -272,7 +271,7 @@ class DistributionView(QDialog):
     def _heading(self, moment: Moment) -> str:
         record = moment.drawn
         return (f"Token {record.position + 1} of sample {record.sample}: drawn "
-                f"<b style='color:{CHOSEN.name()}'>{_escape(visible_text(record.text))}</b> "
+                f"<b style='color:{CHOSEN.name()}'>{html.escape(visible_text(record.text))}</b> "
                 f"(the model's probability {_percent(record.prob)}, rank "
                 f"{record.rank:,}; kept {record.kept:,} when it was drawn)")
 
@@ -295,13 +294,9 @@ class DistributionView(QDialog):
         self.status.setVisible(bool(message))
 
 
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
 def _percent(p: float) -> str:
     """`format_probability` for rich text, where its "<0.01%" would open a tag."""
-    return _escape(format_probability(p))
+    return html.escape(format_probability(p))
 
 
 class _Bars(QWidget):
@@ -321,8 +316,7 @@ class _Bars(QWidget):
 
     def set_rows(self, distribution: Distribution, reshaped: dict[str, Reshaped],
                  drawn: int) -> None:
-        logits = distribution.logits.astype(np.float64)
-        raw = logits - (logits.max() + math.log(np.exp(logits - logits.max()).sum()))
+        raw = distribution.logprobs
         rows = []
         for rank_index, token in enumerate(distribution.shown):
             per_order = {order: (float(s.probs[token]), s.cut_by(token))
@@ -335,7 +329,7 @@ class _Bars(QWidget):
         tail_raw = max(0.0, 1.0 - math.fsum(math.exp(raw[t]) for t in shown))
         tail = {order: (max(0.0, 1.0 - float(s.probs[shown].sum())), None)
                 for order, s in reshaped.items()}
-        rows.append((f"the other {len(logits) - len(shown):,}", tail_raw, tail, False))
+        rows.append((f"the other {len(raw) - len(shown):,}", tail_raw, tail, False))
         self._rows = rows
         self.updateGeometry()
         self.update()

@@ -29,7 +29,7 @@ from playground.records import Event, RewardModelIdentity, Run, RunEnd, RunStats
 from playground.remote import RemoteEngine
 from playground.reward import Scorer, open_reward_model
 from playground.sampling import SamplingParams, top_indices
-from playground.sampling_lab import CandidateScore, Moment, probe
+from playground.sampling_lab import CandidateScore, Moment, entropy, probe, raw_logprobs
 from playground.store import RunWriter, Store
 from playground.ui.tasks import Executor, IsCancelled, Progress, Task
 
@@ -101,6 +101,10 @@ class Distribution:
     """The most likely tokens, most likely first, then the drawn token if it is not among them."""
     texts: dict[int, str]
     """The text of each shown token."""
+    logprobs: np.ndarray
+    """The raw distribution, float64 (`sampling_lab.raw_logprobs`)."""
+    entropy: float
+    """Its entropy, in nats."""
 
 
 @dataclass(frozen=True)
@@ -232,7 +236,8 @@ class EngineThread:
             if moment.drawn.id not in ids:
                 ids.append(moment.drawn.id)
             texts = {i: engine.token_bytes(i).decode("utf-8", errors="replace") for i in ids}
-            return Distribution(logits, tuple(ids), texts)
+            logprobs = raw_logprobs(logits)
+            return Distribution(logits, tuple(ids), texts, logprobs, entropy(np.exp(logprobs)))
 
         return self._task("decode the prefix", work)
 
