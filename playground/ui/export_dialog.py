@@ -8,6 +8,7 @@ reported and can be cancelled run by run, like the writing that follows.
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
@@ -301,9 +302,9 @@ class ExportDialog(QDialog):
     def _exported(self, count: int) -> None:
         self._finish()
         folder = QUrl.fromLocalFile(str(self._target.parent)).toString()
-        beside = f" and {_escape(self._sidecar.name)} beside it" if self._sidecar else ""
+        beside = f" and {html.escape(self._sidecar.name)} beside it" if self._sidecar else ""
         self.result.setText(
-            f"Wrote {count:,} {self._noun}{_s(count)} to {_escape(str(self._target))}{beside}. "
+            f"Wrote {count:,} {self._noun}{_s(count)} to {html.escape(str(self._target))}{beside}. "
             f"<a href='{folder}'>Show folder</a>"
         )
         self.finished_export.emit(count)
@@ -321,7 +322,7 @@ class ExportDialog(QDialog):
 
     def _fail(self, message: str) -> None:
         self.result.setStyleSheet(ERROR_STYLE)
-        self.result.setText(_escape(message))
+        self.result.setText(html.escape(message))
         self.errored.emit(message)
 
     def _finish(self) -> None:
@@ -374,6 +375,3 @@ class _ReportingStore:
 def _s(count: int) -> str:
     return "" if count == 1 else "s"
 
-
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -199,26 +199,15 @@ class MainWindow(QMainWindow):
     # -- model -----------------------------------------------------------------------------
 
     def load_model(self, path: Path | None, gpu_layers: int) -> None:
-        self.banner.hide()
-        self.model_panel.set_loading(True)
-        self.prompt_panel.generate_button.setEnabled(False)
-        self.statusBar().showMessage(f"Loading {path.name if path else 'the embedded model'}…")
         task = self.engine.load(path, gpu_layers)
         task.progressed.connect(self.model_panel.set_progress)
-        task.finished.connect(self._loaded)
-        task.errored.connect(self._load_failed)
-        task.cancelled.connect(lambda: self._load_failed("Cancelled."))
-        self.load_task = task.start()
+        self._start_loading(task, f"Loading {path.name if path else 'the embedded model'}…",
+                            self._loaded)
 
     def connect_server(self, url: str, api_key: str | None, remember: bool) -> None:
         """Use a server's model. The key: the one given, else the one this session used,
         else the keyring's; kept in the keyring after connecting when `remember`."""
-        self.banner.hide()
         key = api_key or self._server_keys.get(url) or credentials.stored_key(url)
-        self.model_panel.set_loading(True)
-        self.prompt_panel.generate_button.setEnabled(False)
-        self.statusBar().showMessage(f"Connecting to {url}…")
-        task = self.engine.connect(url, key)
 
         def connected(model: LoadedModel) -> None:
             server = model.info.server or url
@@ -230,7 +219,16 @@ class MainWindow(QMainWindow):
             if model.notices:
                 self.banner.show_message(" ".join(model.notices))
 
-        task.finished.connect(connected)
+        self._start_loading(self.engine.connect(url, key), f"Connecting to {url}…", connected)
+
+    def _start_loading(self, task: Task, message: str,
+                       done: Callable[[LoadedModel], None]) -> None:
+        """Start a model's load or a server's connection: the one model task at a time."""
+        self.banner.hide()
+        self.model_panel.set_loading(True)
+        self.prompt_panel.generate_button.setEnabled(False)
+        self.statusBar().showMessage(message)
+        task.finished.connect(done)
         task.errored.connect(self._load_failed)
         task.cancelled.connect(lambda: self._load_failed("Cancelled."))
         self.load_task = task.start()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
@@ -243,18 +244,14 @@ class ModelPanel(QGroupBox):
             ("Chinchilla data", f"{human_count(info.chinchilla_tokens)} tokens (20 × params)"),
             ("Training compute", f"{info.training_flops:.1e} FLOPs (6 × params × tokens)"),
         ]
-        body = "".join(f"<tr><td class='k'>{k}</td><td>{_escape(v)}</td></tr>" for k, v in rows)
-        self.card.setText(
-            "<style>td.k{color:#666;padding-right:8px;}</style>"
-            f"<table cellspacing='0' cellpadding='1'>{body}</table>"
-        )
+        self._set_card(rows)
         self.card.setToolTip(info.path)
 
     def _set_server_model(self, model: LoadedModel) -> None:
         """A server's model: what it is, and what the server can give the views (and what
         it cannot, which the views that need it say)."""
         info, caps = model.info, model.capabilities
-        self.backend.setText(f"Server: <b>{_escape(info.server or '')}</b>")
+        self.backend.setText(f"Server: <b>{html.escape(info.server or '')}</b>")
         rows = [
             ("Model", info.name),
             ("Parameters", human_count(info.parameters) if info.parameters else "not said"),
@@ -268,12 +265,13 @@ class ModelPanel(QGroupBox):
                                                                    "score a given text"),
             ("Grammar", "yes" if caps.grammar else "off: structured output is not available"),
         ]
-        body = "".join(f"<tr><td class='k'>{k}</td><td>{_escape(v)}</td></tr>" for k, v in rows)
-        self.card.setText(
-            "<style>td.k{color:#666;padding-right:8px;}</style>"
-            f"<table cellspacing='0' cellpadding='1'>{body}</table>"
-        )
+        self._set_card(rows)
         self.card.setToolTip("\n".join(model.notices) or info.server or "")
+
+    def _set_card(self, rows: list[tuple[str, str]]) -> None:
+        body = "".join(f"<tr><td class='k'>{k}</td><td>{html.escape(v)}</td></tr>" for k, v in rows)
+        self.card.setText("<style>td.k{color:#666;padding-right:8px;}</style>"
+                          f"<table cellspacing='0' cellpadding='1'>{body}</table>")
 
 
 def _catalog_label(model: CatalogModel) -> str:
@@ -282,6 +280,3 @@ def _catalog_label(model: CatalogModel) -> str:
     return (f"{model.name} (download {size})" if not have else
             f"{model.name} (resume: {human_size(have)} of {size})")
 
-
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
