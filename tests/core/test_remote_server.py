@@ -138,3 +138,12 @@ def test_tokens_that_split_a_character_are_said(remote: RemoteEngine, embedded_e
     assert b"".join(t.bytes for t in there.tokens) == b"".join(t.bytes for t in here.tokens)
     assert len(there.tokens) < len(here.tokens)
     assert MERGED_NOTICE in remote.notices
+
+
+def test_the_host_demonstration_on_a_server_says_it_needs_a_local_model(
+        remote: RemoteEngine) -> None:
+    from playground.demos.host_nondeterminism import run_host_nondeterminism
+    from playground.errors import UnsupportedModelError
+
+    with pytest.raises(UnsupportedModelError, match="needs a local model"):
+        run_host_nondeterminism(remote, "Hi", SamplingParams(seed=0, max_tokens=4), 1)
