@@ -327,6 +327,10 @@ class LlamaBatch:
                     first[seq] = min(pos, first.get(seq, pos))
                 for seq, pos in first.items():
                     ctx.remove(seq, pos)
+                # The cells it filled, the lowest free ones, are free again: the bound on the
+                # highest cell in use is what it was (a prompt's aborted probe made lone steps
+                # take guesses 40 tokens early).
+                ctx.cells_decoded -= len(entries)
                 return False
         if code == 1:
             raise ResourceError("the context is full: no room left in the KV cache")

@@ -249,5 +249,7 @@ def test_an_aborted_decode_of_several_micro_batches_can_be_decoded_again(
     assert not batch.decode(ctx, entries, within=aborted_at)
     monkeypatch.undo()
     assert llama_cpp.llama_memory_seq_pos_max(ctx.memory, 0) == -1
+    assert ctx.cells_decoded == 0  # no cell is in use: the bound is where it was
     assert batch.decode(ctx, entries)  # the same entries again, now whole
     assert llama_cpp.llama_memory_seq_pos_max(ctx.memory, 0) == 79
+    assert ctx.cells_decoded == 80
