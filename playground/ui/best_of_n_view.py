@@ -9,6 +9,8 @@ from __future__ import annotations
 import html
 import math
 import time
+from collections.abc import Callable
+from functools import partial
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
@@ -87,7 +89,10 @@ class BestOfNView(QWidget):
         self._groups: list[tuple[str | None, list[int]]] = []
         self._signature: tuple | None = None
         self._overlay_drawn = 0.0
-        self._pending: list[int] = []
+        self._pending: list[Callable[[], None]] = []
+        """What the zero-delay timer still has to draw of a streaming run, one per step."""
+        self._chores: list[Callable[[], None]] = []
+        """The overlay, badges and summary still to redraw this OVERLAY_INTERVAL."""
         """Panels still to refresh while streaming (see `refresh`)."""
         self._trickle = QTimer(self)
         self._trickle.setInterval(0)
@@ -222,6 +227,8 @@ class BestOfNView(QWidget):
         stall the window."""
         self._run = run
         exact = run.model.exact_entropy
+        if len(self._panels) != len(run.samples):
+            self._groups = []  # the panels in the grid change even if the grouping does not
         while len(self._panels) > len(run.samples):
             self._panels.pop().deleteLater()
         for panel in self._panels:
@@ -237,10 +244,9 @@ class BestOfNView(QWidget):
             panel.text_view.exact_entropy = exact
             panel.text_view.set_context(run.prompt_token_ids, run.params, run.model.path)
         self._signature = None
-        self._overlay_drawn = 0.0
+        self._overlay_drawn, self._chores = 0.0, []
         self._ranked = False
         self._winners = set()
-        self._groups = []  # the new panels must go into the grid even if N is unchanged
         self._set_groups([(None, [s.index for s in run.samples])])
         self.stop_ranking()
         self._allow_labels(False)
@@ -251,9 +257,10 @@ class BestOfNView(QWidget):
         """Catch up with the run; cheap when nothing changed since the last call.
 
         While the run streams, the work is spread over the event loop: one panel per step of
-        a zero-delay timer, and the overlay, badges and summary every OVERLAY_INTERVAL, so that
-        no single event (and the repaint after it) blocks the window long; panels out of view
-        wait until they are scrolled into it. A finished run is drawn at once.
+        a zero-delay timer, and every OVERLAY_INTERVAL the overlay, the badges and the summary,
+        one of them at each call (each redraw), so that no single event (and the repaint after
+        it) blocks the window long; panels out of view wait until they are scrolled into it. A
+        finished run is drawn at once.
         """
         run = self._run
         if run is None:
@@ -269,15 +276,21 @@ class BestOfNView(QWidget):
         self._signature = signature
         if run.finished:
             self._trickle.stop()
-            self._pending = []
+            self._pending, self._chores = [], []
             for panel, sample in zip(self._panels, run.samples, strict=True):
                 panel.refresh(sample)
             self._draw_overlay()
             self._rank()
             self._allow_labels(True)
             return
-        self._pending = [i for i, panel in enumerate(self._panels)
+        self._pending = [partial(panel.refresh, sample)
+                         for panel, sample in zip(self._panels, run.samples, strict=True)
                          if not panel.visibleRegion().isEmpty()]
+        if not self._chores and time.monotonic() - self._overlay_drawn >= OVERLAY_INTERVAL:
+            self._overlay_drawn = time.monotonic()
+            self._chores = [self._draw_overlay, self._update_badges, self._show_summary]
+        if self._chores:
+            self._pending.append(self._chores.pop(0))
         self._trickle.start()
         self._ranked = False
 
@@ -288,16 +301,10 @@ class BestOfNView(QWidget):
         self.refresh()
 
     def _trickle_step(self) -> None:
-        run = self._run
-        if run is not None and self._pending:
-            index = self._pending.pop(0)
-            self._panels[index].refresh(run.samples[index])
+        if self._run is None or not self._pending:
+            self._trickle.stop()
             return
-        self._trickle.stop()
-        if run is not None and time.monotonic() - self._overlay_drawn >= OVERLAY_INTERVAL:
-            self._draw_overlay()
-            self._update_badges()
-            self._show_summary()
+        self._pending.pop(0)()
 
     def _draw_overlay(self) -> None:
         self._overlay_drawn = time.monotonic()
