@@ -372,17 +372,27 @@ class TokenView(QTextEdit):
         document = self.document()
         offset = self._offset()
         lines: list[QLineF] = []
+        block = document.findBlock(self._ranges[lo][0]) if lo < len(self._ranges) else None
+        line = None
         for start, end in self._ranges[lo : hi + 1]:
             if start == end:
                 continue
-            block = document.findBlock(start)
+            if not block.contains(start):  # most tokens share their block and line
+                block, line = document.findBlock(start), None
+                if not block.isValid():
+                    break
             rel = start - block.position()
-            layout = block.layout()
-            line = layout.lineForTextPosition(rel)
-            if not line.isValid() or rel == line.textStart():
+            if line is None or not line.textStart() <= rel < line.textStart() + line.textLength():
+                layout = block.layout()
+                line = layout.lineForTextPosition(rel)
+                if not line.isValid():
+                    line = None
+                    continue
+                left, top = layout.position().x() + offset.x(), layout.position().y() + offset.y()
+                top += line.y()
+            if rel == line.textStart():
                 continue  # nothing to its left to set it apart from
-            x = round(layout.position().x() + offset.x() + line.cursorToX(rel)[0]) - 0.5
-            top = layout.position().y() + offset.y() + line.y()
+            x = round(left + line.cursorToX(rel)[0]) - 0.5
             lines.append(QLineF(x, top, x, top + line.height()))
         painter.setPen(QPen(self.viewport().palette().base().color(), 1))
         painter.drawLines(lines)  # one call: hundreds of tokens can be on screen
