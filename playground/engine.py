@@ -761,6 +761,8 @@ class _Sequence:
         self._after: dict[tuple[int, ...], int] = {}
         """What followed each token and each pair of tokens, the latest time (see `guess`)."""
         self._indexed = 0
+        self._tail: list[int] = []
+        """The last two tokens indexed in `_after`."""
         self.produced = bytearray()
         self.starts: list[int] = []
         """Byte offset where each kept token begins."""
@@ -785,17 +787,20 @@ class _Sequence:
     def guess(self) -> int:
         """A guess of the token after the last one: what followed the last two tokens the
         latest time they occurred, else what followed the last one, else the last one again
-        (prompt lookup, as llama.cpp's n-gram drafts). Indexed on the first call, then as the
-        sample grows."""
-        tokens, after = self._prompt + self._drawn, self._after
-        for i in range(max(self._indexed, 1), len(tokens)):
-            after[(tokens[i - 1],)] = tokens[i]
-            if i >= 2:
-                after[(tokens[i - 2], tokens[i - 1])] = tokens[i]
-        self._indexed = len(tokens)
-        last = tokens[-1]
-        return after.get((tokens[-2], last), after.get((last,), last)) if len(tokens) > 1 \
-            else last
+        (prompt lookup, as llama.cpp's n-gram drafts). The prompt is indexed on the first call,
+        then each token drawn since."""
+        new = self._drawn[self._indexed - len(self._prompt):] if self._indexed \
+            else self._prompt + self._drawn
+        tail, after = self._tail, self._after
+        for token in new:
+            if tail:
+                after[(tail[-1],)] = token
+            if len(tail) == 2:
+                after[(tail[0], tail[1])] = token
+            tail = [*tail[-1:], token]
+        self._tail, self._indexed = tail, self._indexed + len(new)
+        last = tail[-1]
+        return after.get((tail[0], last), after.get((last,), last)) if len(tail) == 2 else last
 
     def finished(self, stops: list[bytes], max_tokens: int) -> SampleEnd | None:
         """How the sample ends after its last token (a stop string, the length), or None."""
