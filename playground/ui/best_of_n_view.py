@@ -90,10 +90,10 @@ class BestOfNView(QWidget):
         self._signature: tuple | None = None
         self._overlay_drawn = 0.0
         self._pending: list[Callable[[], None]] = []
-        """What the zero-delay timer still has to draw of a streaming run, one per step."""
+        """Panels still to refresh while streaming, one per step of the zero-delay timer."""
         self._chores: list[Callable[[], None]] = []
-        """The overlay, badges and summary still to redraw this OVERLAY_INTERVAL."""
-        """Panels still to refresh while streaming (see `refresh`)."""
+        """The overlay, badges and summary still to redraw this OVERLAY_INTERVAL, one after
+        each redraw's panels (see `refresh`)."""
         self._trickle = QTimer(self)
         self._trickle.setInterval(0)
         self._trickle.timeout.connect(self._trickle_step)
@@ -287,10 +287,7 @@ class BestOfNView(QWidget):
                          for panel, sample in zip(self._panels, run.samples, strict=True)
                          if not panel.visibleRegion().isEmpty()]
         if not self._chores and time.monotonic() - self._overlay_drawn >= OVERLAY_INTERVAL:
-            self._overlay_drawn = time.monotonic()
             self._chores = [self._draw_overlay, self._update_badges, self._show_summary]
-        if self._chores:
-            self._pending.append(self._chores.pop(0))
         self._trickle.start()
         self._ranked = False
 
@@ -301,10 +298,12 @@ class BestOfNView(QWidget):
         self.refresh()
 
     def _trickle_step(self) -> None:
-        if self._run is None or not self._pending:
-            self._trickle.stop()
+        if self._run is not None and self._pending:
+            self._pending.pop(0)()
             return
-        self._pending.pop(0)()
+        self._trickle.stop()
+        if self._run is not None and self._chores:
+            self._chores.pop(0)()  # one a redraw, so that each repaints apart
 
     def _draw_overlay(self) -> None:
         self._overlay_drawn = time.monotonic()

@@ -374,4 +374,3 @@ class _ReportingStore:
 
 def _s(count: int) -> str:
     return "" if count == 1 else "s"
-
