@@ -62,6 +62,14 @@ def _floored(logprobs: np.ndarray) -> np.ndarray:
                       LOGPROB_FLOOR)
 
 
+def _settle(*plots: pg.PlotItem) -> None:
+    """Apply the plots' pending ranges now. pyqtgraph leaves them to the start of the next
+    paint, and a view that moves during a paint makes its curves ask for a second one: every
+    streamed update was painted twice."""
+    for plot in plots:
+        plot.getViewBox().prepareForPaint()
+
+
 def _header(title: str, mode: QComboBox) -> QHBoxLayout:
     """A chart's header row: a muted title and its mode chooser."""
     header = QHBoxLayout()
@@ -214,11 +222,11 @@ class LogprobChart(QWidget):
         most = float(np.nanmax(kept)) if np.isfinite(kept).any() else 1.0
         # Room below 1 and up to 10 at least: a tick on the plot's edge is not drawn.
         self._kept_plot.setYRange(-0.2, max(most, 1.0) * 1.08 + 0.1, padding=0)
-        self._redraw_values()
         if shrank:
             # A new sample (or a stop string trimmed this one): follow it again even if the user
             # had zoomed in on the last one.
             self._values_plot.enableAutoRange(x=True)
+        self._redraw_values()
         if self._marked >= len(tokens) or self._hovered >= len(tokens):
             self._show_marker(-1)
 
@@ -248,6 +256,7 @@ class LogprobChart(QWidget):
             self._values_plot.setYRange(min(low, -1.0) * 1.05, 0, padding=0)
             self._values_plot.setLabel("left", "log p")
         self._show_marker(self._hovered if self._hovered >= 0 else self._marked)
+        _settle(self._values_plot, self._entropy_plot, self._kept_plot)
 
     # -- hover and highlight ---------------------------------------------------------------
 
@@ -466,6 +475,7 @@ class OverlayChart(QWidget):
             self._plot.setYRange(0, 1, padding=0.02)
         else:
             self._plot.enableAutoRange(y=True)
+        _settle(self._plot.getPlotItem())
         self._show_fork()
 
     def _show_fork(self) -> None:
