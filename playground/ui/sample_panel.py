@@ -194,7 +194,12 @@ class SamplePanel(QFrame):
 
     def _show_finish(self, reason: str | None, n_tokens: int) -> None:
         word = _FINISH_WORDS.get(reason, reason or "")
-        self._finish_label.setText(f"{n_tokens:,} tokens · {word}")
+        label = self._finish_label
+        label.setText(f"{n_tokens:,} tokens · {word}")
+        # A label of fixed size does not lay the panel out again when its text changes: while
+        # a run streams the count changes at every refresh, its width only now and then.
+        if label.size() != label.sizeHint() or label.minimumSize() != label.maximumSize():
+            label.setFixedSize(label.sizeHint())
 
     # -- rank and scores -------------------------------------------------------------------
 
