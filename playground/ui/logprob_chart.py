@@ -36,6 +36,10 @@ _MARKER_PEN = pg.mkPen(QColor(40, 40, 40, 170), width=1)
 _FORK_PEN = pg.mkPen(QColor("#555555"), width=1.2, style=Qt.PenStyle.DashLine)
 _LABEL_FILL = pg.mkBrush(255, 255, 255, 235)
 _LABEL_BORDER = pg.mkPen("#9a9a9a")
+_STREAMED = {"dynamicRangeLimit": None}
+"""Options of a curve that a streaming run updates. pyqtgraph's limit (for values far
+outside the view) made every change of the y range set the curve's data again, twice per
+update; our values are floored at LOGPROB_FLOOR per token."""
 
 
 def token_label(text: str) -> str:
@@ -68,6 +72,12 @@ def _settle(*plots: pg.PlotItem) -> None:
     streamed update was painted twice."""
     for plot in plots:
         plot.getViewBox().prepareForPaint()
+
+
+def _label_left(plot: pg.PlotItem, text: str) -> None:
+    """Label the left axis; setting the same label again lays its text out again."""
+    if plot.getAxis("left").labelText != text:
+        plot.setLabel("left", text)
 
 
 def _header(title: str, mode: QComboBox) -> QHBoxLayout:
@@ -145,6 +155,7 @@ class LogprobChart(QWidget):
         self.bars = pg.BarGraphItem(x=[], height=[], width=0.8, pen=None, brush="#cccccc")
         self._values_plot.addItem(self.bars)
         self.entropy_curve = pg.PlotDataItem(
+            **_STREAMED,
             pen=pg.mkPen(ENTROPY, width=1.5),
             fillLevel=0,
             fillBrush=QColor(ENTROPY.red(), ENTROPY.green(),
@@ -152,7 +163,7 @@ class LogprobChart(QWidget):
         )
         self._entropy_plot.addItem(self.entropy_curve)
         self._entropy_plot.setYRange(0, 1, padding=0)
-        self.kept_curve = pg.PlotDataItem(pen=pg.mkPen(KEPT, width=1.5))
+        self.kept_curve = pg.PlotDataItem(**_STREAMED, pen=pg.mkPen(KEPT, width=1.5))
         self._kept_plot.addItem(self.kept_curve)
 
         self._value_line = pg.InfiniteLine(angle=90, movable=False, pen=_MARKER_PEN)
@@ -250,11 +261,11 @@ class LogprobChart(QWidget):
         )
         if self.mode() == PROBABILITY:
             self._values_plot.setYRange(0, 1.0, padding=0.02)
-            self._values_plot.setLabel("left", "p")
+            _label_left(self._values_plot, "p")
         else:
             low = float(values.min()) if len(values) else -1.0
             self._values_plot.setYRange(min(low, -1.0) * 1.05, 0, padding=0)
-            self._values_plot.setLabel("left", "log p")
+            _label_left(self._values_plot, "log p")
         self._show_marker(self._hovered if self._hovered >= 0 else self._marked)
         _settle(self._values_plot, self._entropy_plot, self._kept_plot)
 
@@ -423,14 +434,16 @@ class OverlayChart(QWidget):
         longest = max((len(s.tokens) for s in samples), default=0)
         self._span = 2 ** math.ceil(math.log2(max(16, longest))) if streaming else None
         # Curves are kept across refreshes; only a run with another N adds or drops some.
+        restyle = len(self._curves) != len(samples)
         while len(self._curves) < len(samples):
-            curve = pg.PlotDataItem()
+            curve = pg.PlotDataItem(**_STREAMED)
             self._plot.addItem(curve)
             self._curves.append(curve)
         while len(self._curves) > len(samples):
             self._plot.removeItem(self._curves.pop())
+        if restyle:  # a new pen sets a curve's data again
+            self._style_curves()
         self._divergence = first_divergence(self._samples)
-        self._style_curves()
         self._redraw()
 
     def set_emphasis(self, index: int | None) -> None:
@@ -465,7 +478,7 @@ class OverlayChart(QWidget):
             else:
                 values = np.cumsum(logprobs)
             curve.setData(np.arange(len(values), dtype=float), values)
-        self._plot.setLabel("left", {PROBABILITY: "p", LOGPROB: "log p"}.get(mode, "Σ log p"))
+        _label_left(self._plot.getPlotItem(), {PROBABILITY: "p", LOGPROB: "log p"}.get(mode, "Σ log p"))
         if self._span:
             self._plot.setXRange(0, self._span, padding=0)
         else:
