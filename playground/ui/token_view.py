@@ -6,7 +6,7 @@ import bisect
 from collections.abc import Sequence
 
 import shiboken6
-from PySide6.QtCore import QEvent, QLineF, QObject, QPoint, QPointF, QRectF, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QLineF, QObject, QPoint, QPointF, QRect, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import (
     QColor,
     QFont,
@@ -345,8 +345,11 @@ class TokenView(QTextEdit):
         super().paintEvent(event)
         painter = QPainter(self.viewport())
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        self._paint_boundaries(painter)
-        self._paint_newlines(painter)
+        # Often only the lines a streamed token changed are repainted: the marks are looked
+        # up for those alone.
+        first, last = self._positions_in(event.rect())
+        self._paint_boundaries(painter, first, last)
+        self._paint_newlines(painter, first, last)
         if 0 <= self._popup_index < len(self._tokens):
             # Outline the token the popup describes, so it is clear which one that is.
             painter.setPen(QPen(CHOSEN, 1.5))
@@ -354,19 +357,19 @@ class TokenView(QTextEdit):
             for rect in self._range_rects(*self._display_range(self._popup_index)):
                 painter.drawRoundedRect(rect.adjusted(-0.5, -0.5, 0.5, 0.5), 2, 2)
 
-    def _visible_positions(self) -> tuple[int, int]:
-        """The first and last document positions on screen."""
-        viewport = self.viewport().rect()
-        first = self.cursorForPosition(viewport.topLeft()).position()
-        last = self.cursorForPosition(viewport.bottomRight()).position()
+    def _positions_in(self, rect: QRect) -> tuple[int, int]:
+        """The first and last document positions in `rect` of the viewport, and a little past
+        it: the marks of the lines next to it are antialiased into its edge."""
+        rect = rect.adjusted(0, -2, 0, 2)
+        first = self.cursorForPosition(rect.topLeft()).position()
+        last = self.cursorForPosition(rect.bottomRight()).position()
         return first, last
 
-    def _paint_boundaries(self, painter: QPainter) -> None:
-        """A hairline of the window's colour between adjacent tokens: two tokens of similar
-        probability would otherwise read as one."""
+    def _paint_boundaries(self, painter: QPainter, first: int, last: int) -> None:
+        """A hairline of the window's colour between adjacent tokens between document positions
+        `first` and `last`: two tokens of similar probability would otherwise read as one."""
         if not self._tokens:
             return
-        first, last = self._visible_positions()
         lo = bisect.bisect_right(self._ends, first)
         hi = bisect.bisect_right(self._ends, last + 1)
         document = self.document()
@@ -397,12 +400,11 @@ class TokenView(QTextEdit):
         painter.setPen(QPen(self.viewport().palette().base().color(), 1))
         painter.drawLines(lines)  # one call: hundreds of tokens can be on screen
 
-    def _paint_newlines(self, painter: QPainter) -> None:
+    def _paint_newlines(self, painter: QPainter, first: int, last: int) -> None:
         """A newline has no width of its own: draw a small coloured "↵" at the end of its line
         so that its probability shows and it can be hovered like any token."""
         if not self._newlines:
             return
-        first, last = self._visible_positions()
         lo = bisect.bisect_left(self._newlines, first - 1)
         hi = bisect.bisect_right(self._newlines, last + 1)
         painter.setFont(self.document().defaultFont())

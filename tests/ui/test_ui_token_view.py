@@ -6,9 +6,10 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
+import numpy as np
 import pytest
-from PySide6.QtCore import QPoint, Qt
-from PySide6.QtGui import QTextCursor
+from PySide6.QtCore import QPoint, QRect, Qt
+from PySide6.QtGui import QColor, QImage, QRegion, QTextCursor
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QFrame, QLabel, QVBoxLayout, QWidget
 
@@ -152,6 +153,35 @@ def test_blank_space_right_of_a_line_is_no_token_but_its_newline_marker_is(
     assert view.token_at(marker) == newline
     assert view.token_at(QPoint(view.viewport().width() - 5, end_of_line.y())) == -1
     assert view.token_at(QPoint(5, view.viewport().height() - 5)) == -1  # below the text
+
+
+def test_painting_a_band_of_the_view_draws_what_painting_all_of_it_does(
+    view: TokenView, tiny_tokens, lines_tokens
+):
+    """A streamed token repaints only the lines it changed; the token boundaries and newline
+    markers painted there must be the same as in a full repaint."""
+    view.resize(260, 200)  # the tiny model's text wraps over several lines
+    view.set_tokens(lines_tokens + tiny_tokens)
+    viewport = view.viewport()
+
+    def render(region: QRect) -> QImage:
+        image = QImage(viewport.size(), QImage.Format.Format_ARGB32)
+        image.fill(Qt.GlobalColor.magenta)
+        viewport.render(image, region.topLeft(), QRegion(region))  # drawn where it is
+        return image
+
+    def pixels(image: QImage, band: QRect) -> np.ndarray:
+        part = image.copy(band)
+        return np.frombuffer(part.constBits(), np.uint8).reshape(part.height(), -1).astype(int)
+
+    whole = render(viewport.rect())
+    assert whole.pixelColor(5, 5) != QColor(Qt.GlobalColor.magenta)  # it did paint
+    for height in (5, 13):
+        for top in range(0, viewport.height(), 3):  # bands that start and end inside lines
+            band = QRect(0, top, viewport.width(), height) & viewport.rect()
+            # Glyphs blend a shade apart when clipped; a missing mark is tens of shades off.
+            difference = np.abs(pixels(render(band), band) - pixels(whole, band)).max()
+            assert difference <= 4, f"band of {height} at y={top}"
 
 
 def test_hindi_and_emoji_display_as_the_joined_text(view: TokenView, embedded_engine):
