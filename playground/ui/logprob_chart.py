@@ -13,7 +13,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent, QObject, QPointF, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QPainter, QPaintEvent, QPen, QPolygonF
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QComboBox, QGraphicsItem, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from playground.analysis import Divergence, first_divergence
 from playground.records import Sample, TokenRecord
@@ -74,6 +74,26 @@ def _settle(*plots: pg.PlotItem) -> None:
         plot.getViewBox().prepareForPaint()
 
 
+def _streaming_span(n_tokens: int) -> int:
+    """The token axis of a streaming chart: the next power of two past its longest sample, so
+    that the axis is laid out again only when that is outgrown, not at every update."""
+    return 2 ** math.ceil(math.log2(max(16, n_tokens)))
+
+
+def _rounded_up(value: float) -> float:
+    """`value` (> 0) rounded up to a round number: the y range of a streaming chart then
+    changes, and its axis is laid out again, only a few times per sample."""
+    step = 10 ** math.floor(math.log10(value))
+    return next(m * step for m in (1, 1.5, 2, 3, 4, 5, 6, 8, 10) if m * step >= value)
+
+
+def _cache_axes(plot: pg.PlotItem) -> None:
+    """Keep each axis as a pixmap until its range or size changes: most updates of a streaming
+    chart move no axis, and playing the axes' tick text back was a third of each paint."""
+    for name in ("left", "bottom"):
+        plot.getAxis(name).setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
+
+
 def _label_left(plot: pg.PlotItem, text: str) -> None:
     """Label the left axis; setting the same label again lays its text out again."""
     if plot.getAxis("left").labelText != text:
@@ -110,6 +130,7 @@ class LogprobChart(QWidget):
         self._entropy = np.zeros(0)
         self._hovered = -1
         self._marked = -1
+        self._streamed = False
 
         self._mode = QComboBox()
         self._mode.addItems([PROBABILITY, LOGPROB])
@@ -134,6 +155,7 @@ class LogprobChart(QWidget):
         self._graphics.ci.layout.setRowStretchFactor(1, 1)
         self._graphics.ci.layout.setRowStretchFactor(2, 1)
         for plot in (self._values_plot, self._entropy_plot, self._kept_plot):
+            _cache_axes(plot)
             plot.setMenuEnabled(False)
             plot.hideButtons()
             # Zooming along the tokens helps with long samples; the y ranges are meaningful.
@@ -216,8 +238,9 @@ class LogprobChart(QWidget):
                                      "The server gives only the most likely alternatives, so "
                                      "each entropy is computed from them: a lower bound.")
 
-    def set_tokens(self, tokens: Sequence[TokenRecord]) -> None:
-        """Show these tokens; called with the whole list again and again while streaming."""
+    def set_tokens(self, tokens: Sequence[TokenRecord], *, streaming: bool = False) -> None:
+        """Show these tokens; called with the whole list again and again while `streaming`,
+        when the token axis runs to the next power of two past the sample."""
         shrank = len(tokens) < len(self._tokens)
         self._tokens = list(tokens)
         self._logprobs = np.fromiter((t.logprob for t in tokens), float, len(tokens))
@@ -226,17 +249,20 @@ class LogprobChart(QWidget):
         x = np.arange(len(tokens), dtype=float)
         self.entropy_curve.setData(x, self._entropy)
         top = float(self._entropy.max()) if len(tokens) else 1.0
-        self._entropy_plot.setYRange(0, max(top, 0.5) * 1.08, padding=0)
+        self._entropy_plot.setYRange(0, _rounded_up(max(top, 0.5)) * 1.08, padding=0)
         # 0 is "not recorded" (a scored text, an older run): no point rather than a false 1.
         kept = np.array([math.log10(t.kept) if t.kept > 0 else np.nan for t in tokens])
         self.kept_curve.setData(x, kept, connect="finite")
         most = float(np.nanmax(kept)) if np.isfinite(kept).any() else 1.0
         # Room below 1 and up to 10 at least: a tick on the plot's edge is not drawn.
-        self._kept_plot.setYRange(-0.2, max(most, 1.0) * 1.08 + 0.1, padding=0)
-        if shrank:
-            # A new sample (or a stop string trimmed this one): follow it again even if the user
-            # had zoomed in on the last one.
+        self._kept_plot.setYRange(-0.2, _rounded_up(max(most, 1.0)) * 1.08 + 0.1, padding=0)
+        if streaming:
+            self._values_plot.setXRange(0, _streaming_span(len(tokens)), padding=0)
+        elif shrank or self._streamed:
+            # A new sample (or a stop string trimmed this one), or the end of a stream: follow
+            # it again even if the user had zoomed in on the last one.
             self._values_plot.enableAutoRange(x=True)
+        self._streamed = streaming
         self._redraw_values()
         if self._marked >= len(tokens) or self._hovered >= len(tokens):
             self._show_marker(-1)
@@ -264,7 +290,7 @@ class LogprobChart(QWidget):
             _label_left(self._values_plot, "p")
         else:
             low = float(values.min()) if len(values) else -1.0
-            self._values_plot.setYRange(min(low, -1.0) * 1.05, 0, padding=0)
+            self._values_plot.setYRange(-_rounded_up(max(-low, 1.0)) * 1.05, 0, padding=0)
             _label_left(self._values_plot, "log p")
         self._show_marker(self._hovered if self._hovered >= 0 else self._marked)
         _settle(self._values_plot, self._entropy_plot, self._kept_plot)
@@ -397,6 +423,7 @@ class OverlayChart(QWidget):
         self._plot.setMouseEnabled(x=True, y=False)
         # No grid: its lines were most of a redraw's time, and it redraws while a run streams.
         self._plot.getAxis("left").setWidth(AXIS_WIDTH)
+        _cache_axes(self._plot.getPlotItem())
         self._plot.setLabel("bottom", "token")
         self._fork_line = pg.InfiniteLine(angle=90, movable=False, pen=_FORK_PEN)
         self._fork_label = pg.TextItem(color="#333333", fill=_LABEL_FILL, anchor=(0.0, 1.0))
@@ -427,12 +454,11 @@ class OverlayChart(QWidget):
         return self._divergence
 
     def set_samples(self, samples: Sequence[Sample], *, streaming: bool = False) -> None:
-        """Show these samples' curves. While they `streaming`, the token axis runs to the next
-        power of two past the longest sample, so that it is laid out again only when that is
-        outgrown (its ticks were two thirds of a redraw's time), not at every redraw."""
+        """Show these samples' curves. While they are `streaming`, the token axis runs to
+        the next power of two past the longest sample."""
         self._samples = list(samples)
         longest = max((len(s.tokens) for s in samples), default=0)
-        self._span = 2 ** math.ceil(math.log2(max(16, longest))) if streaming else None
+        self._span = _streaming_span(longest) if streaming else None
         # Curves are kept across refreshes; only a run with another N adds or drops some.
         restyle = len(self._curves) != len(samples)
         while len(self._curves) < len(samples):

@@ -64,6 +64,6 @@ class SingleRunView(QWidget):
         now = time.monotonic()
         done = sample.finish_reason is not None
         if len(tokens) != self._charted and (done or now - self._charted_at >= CHART_INTERVAL):
-            self.chart.set_tokens(tokens)
+            self.chart.set_tokens(tokens, streaming=not done)
             self._charted, self._charted_at = len(tokens), now
         self._shown = len(tokens)

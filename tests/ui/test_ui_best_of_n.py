@@ -293,6 +293,30 @@ def test_each_streamed_update_of_a_chart_is_painted_once(chart: LogprobChart, ru
         assert update(n) == [1, 1]
 
 
+def test_a_streaming_chart_lays_its_axes_out_only_when_its_ranges_grow(chart: LogprobChart,
+                                                                        monkeypatch):
+    """Laying out and painting the axes' tick text was most of an update's time; while a
+    sample streams, its ranges grow in steps (the token axis to powers of two)."""
+    plots = (chart._values_plot, chart._entropy_plot, chart._kept_plot)
+    axes = [plot.getAxis(name) for plot in plots for name in ("left", "bottom")]
+    layouts = dict.fromkeys(range(len(axes)), 0)
+    for i, axis in enumerate(axes):
+        def counted(*args, _i=i, _layout=axis.generateDrawSpecs):
+            layouts[_i] += 1
+            return _layout(*args)
+        monkeypatch.setattr(axis, "generateDrawSpecs", counted)
+    tokens = [_token(0, i, i, -0.9 * (i % 7), entropy=0.6 * (i % 5)) for i in range(100)]
+    for n in range(1, len(tokens) + 1):
+        chart.set_tokens(tokens[:n], streaming=True)
+        chart.grab()
+    assert max(layouts.values()) <= 6  # not once per update (100)
+    assert chart._values_plot.vb.viewRange()[0][1] == 128
+    chart.set_tokens(tokens)  # the end of the stream: the token axis fits the sample again
+    chart.grab()
+    x_low, x_high = chart._values_plot.vb.viewRange()[0]
+    assert x_low <= 0 and 99 <= x_high < 110
+
+
 def test_chart_hover_snaps_to_the_nearest_token(chart: LogprobChart, qtbot):
     plot = chart._values_plot
     scene_point = plot.vb.mapViewToScene(QPointF(2.3, 0.5))
