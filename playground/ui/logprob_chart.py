@@ -504,7 +504,8 @@ class OverlayChart(QWidget):
             else:
                 values = np.cumsum(logprobs)
             curve.setData(np.arange(len(values), dtype=float), values)
-        _label_left(self._plot.getPlotItem(), {PROBABILITY: "p", LOGPROB: "log p"}.get(mode, "Σ log p"))
+        label = {PROBABILITY: "p", LOGPROB: "log p"}.get(mode, "Σ log p")
+        _label_left(self._plot.getPlotItem(), label)
         if self._span:
             self._plot.setXRange(0, self._span, padding=0)
         else:
