@@ -244,13 +244,14 @@ class BestOfNView(QWidget):
             panel.text_view.exact_entropy = exact
             panel.text_view.set_context(run.prompt_token_ids, run.params, run.model.path)
         self._signature = None
-        self._overlay_drawn, self._chores = 0.0, []
+        self._chores = []
         self._ranked = False
         self._winners = set()
         self._set_groups([(None, [s.index for s in run.samples])])
         self.stop_ranking()
         self._allow_labels(False)
         self._show_summary()
+        self._draw_overlay()  # now, before the view is painted with the last run's curves
         self.refresh()
 
     def refresh(self) -> None:

@@ -186,7 +186,9 @@ class SamplePanel(QFrame):
         self._show_finish(None, 0)
         self.set_rank(None, winner=False)
         self.set_preferred(False)
-        self.set_badges({})
+        # The same badges, blank until the new run's scores: making and deleting their labels
+        # at every run was half of the window's stall at a run's start.
+        self.set_badges(dict.fromkeys(self._badge_labels, "—"))
 
     def text(self) -> str:
         """The text shown: the sample's text as of the last refresh."""

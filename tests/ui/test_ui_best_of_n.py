@@ -168,6 +168,26 @@ def test_a_new_run_reuses_the_panels_for_its_samples(view: BestOfNView, run: Run
     assert view.panel_order() == list(again.rank("mean-logprob").order)
 
 
+def test_a_new_run_starts_blank_with_the_last_runs_badges_and_no_curves(view: BestOfNView,
+                                                                         run: Run):
+    view.set_run(run)
+    labels = [dict(p._badge_labels) for p in view.panels()]
+    streaming = copy.deepcopy(run)
+    streaming.stats = None
+    for sample in streaming.samples:
+        sample.tokens.clear()
+        sample.text, sample.finish_reason = "", None
+    view.set_run(streaming)
+    panels = view.panels()
+    assert [p.badges() for p in panels] == [dict.fromkeys(("mean", "sum", "norm"), "—")] * 6
+    assert [p._badge_labels for p in panels] == labels  # the same labels, not new ones
+    assert not any(p.is_winner() for p in panels)
+    # The chart is emptied at once, not left showing the last run until its first redraw.
+    for curve in view.overlay.curves():
+        x, _ = curve.getData()
+        assert x is None or len(x) == 0
+
+
 def test_rewards_added_after_the_run_can_rank(view: BestOfNView, run: Run):
     view.set_run(run)
     view.add_ranking("reward model", "reward")
