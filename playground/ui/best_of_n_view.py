@@ -251,7 +251,8 @@ class BestOfNView(QWidget):
         self.stop_ranking()
         self._allow_labels(False)
         self._show_summary()
-        self._draw_overlay()  # now, before the view is painted with the last run's curves
+        if not run.finished:  # (`refresh` draws a finished run's)
+            self._draw_overlay()  # now, before the view is painted with the last run's curves
         self.refresh()
 
     def refresh(self) -> None:

@@ -200,8 +200,9 @@ class SamplePanel(QFrame):
         label.setText(f"{n_tokens:,} tokens · {word}")
         # A label of fixed size does not lay the panel out again when its text changes: while
         # a run streams the count changes at every refresh, its width only now and then.
-        if label.size() != label.sizeHint() or label.minimumSize() != label.maximumSize():
-            label.setFixedSize(label.sizeHint())
+        hint = label.sizeHint()
+        if label.minimumSize() != hint or label.maximumSize() != hint:
+            label.setFixedSize(hint)
 
     # -- rank and scores -------------------------------------------------------------------
 
