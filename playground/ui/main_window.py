@@ -8,6 +8,7 @@ other, and its failure resets only the panel that started it.
 
 from __future__ import annotations
 
+import gc
 import getpass
 from collections.abc import Callable
 from dataclasses import replace
@@ -253,6 +254,7 @@ class MainWindow(QMainWindow):
         if not model.info.has_chat_template:
             self.prompt_panel.raw_button.setChecked(True)
         self.demos_tab.set_model(model.info)
+        _freeze_what_is_loaded()
 
     # -- generation ------------------------------------------------------------------------
 
@@ -666,3 +668,19 @@ class _Banner(QWidget):
     def show_message(self, message: str) -> None:
         self.label.setText(message)
         self.show()
+
+
+def _freeze_what_is_loaded() -> None:
+    """Leave the objects alive now (Qt's wrappers, the modules, the model's) out of the
+    garbage collector's later passes.
+
+    They are most of what a full collection walks: about 30 ms on an idle machine, and 70 ms
+    of a frozen window during a run, where the GUI thread shares the cores with the decode.
+    Frozen, a full collection walks only what came after, a millisecond or so. What an earlier
+    freeze kept is thawed and collected first, so the cycles of a model loaded before this one
+    are freed, not kept for good.
+    """
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+

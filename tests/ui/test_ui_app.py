@@ -6,6 +6,8 @@ checks that none does.
 
 from __future__ import annotations
 
+import gc
+import weakref
 from pathlib import Path
 
 import pytest
@@ -50,6 +52,29 @@ def test_the_status_bar_shows_the_decode_threads(qtbot, window: MainWindow):
     count = engine.decode_threads
     assert count in engine.threads.counts
     assert window.threads_label.text() == f"{count} thread{'s' if count > 1 else ''}"
+
+
+def test_a_load_leaves_what_is_alive_out_of_later_collections_and_frees_older_cycles(
+        qtbot, window: MainWindow, tmp_path: Path):
+    # A full collection during a run blocks the window for as long as it walks: after a load,
+    # it walks only what came after (everything alive then is frozen).
+    assert len(gc.get_objects()) * 5 < gc.get_freeze_count()
+
+    class Node:
+        pass
+
+    cycle = Node()
+    cycle.itself = cycle
+    freed = weakref.ref(cycle)
+    other = tiny_models.write_tiny_llama(tmp_path / "other.gguf")
+    window.load_model(other, 0)
+    qtbot.waitUntil(lambda: Path(window.model.info.path) == other.resolve(), timeout=TIMEOUT)
+    del cycle  # frozen by that load: garbage now, which a collection would not look at
+    gc.collect()
+    assert freed() is not None
+    window.load_model(tiny_models.write_tiny_llama(tmp_path / "third.gguf"), 0)
+    qtbot.waitUntil(lambda: Path(window.model.info.path).name == "third.gguf", timeout=TIMEOUT)
+    assert freed() is None  # the next load thawed it, and collected it
 
 
 def test_unlocked_seed_is_drawn_and_shown(qtbot, window: MainWindow):
