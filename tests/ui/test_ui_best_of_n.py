@@ -15,6 +15,7 @@ from playground.engine_api import Engine
 from playground.records import Run, RunStats, TokenRecord
 from playground.sampling import SamplingParams
 from playground.ui.best_of_n_view import BestOfNView
+from playground.ui.colors import WINNER
 from playground.ui.logprob_chart import LOGPROB, PROBABILITY, LogprobChart, OverlayChart
 from playground.ui.sample_panel import SamplePanel, fitted_tokens, ordinal
 
@@ -82,6 +83,14 @@ def test_the_winner_is_marked_and_every_panel_has_its_place(view: BestOfNView, r
         scores["mean_logprob"], abs=1e-3
     )
     assert set(badges) == {"mean", "sum", "norm"}
+    assert [_frame(p) for p in panels] == [WINNER.name() if p.is_winner() else "#d3d7dd"
+                                           for p in panels]
+
+
+def _frame(panel: SamplePanel) -> str:
+    """The colour the panel's frame is painted in (at the middle of its left edge)."""
+    image = panel.grab().toImage()
+    return image.pixelColor(0, image.height() // 2).name()
 
 
 def test_vote_groups_panels_by_answer(view: BestOfNView, tiny_engine: Engine):
@@ -182,6 +191,7 @@ def test_a_new_run_starts_blank_with_the_last_runs_badges_and_no_curves(view: Be
     assert [p.badges() for p in panels] == [dict.fromkeys(("mean", "sum", "norm"), "—")] * 6
     assert [p._badge_labels for p in panels] == labels  # the same labels, not new ones
     assert not any(p.is_winner() for p in panels)
+    assert {_frame(p) for p in panels} == {"#d3d7dd"}  # the last winner's frame is gone
     # The chart is emptied at once, not left showing the last run until its first redraw.
     for curve in view.overlay.curves():
         x, _ = curve.getData()
