@@ -59,6 +59,7 @@ from playground.ui.reward_tab import RewardTab
 from playground.ui.sampling_panel import SamplingPanel
 from playground.ui.settings import Settings
 from playground.ui.single_run_view import SingleRunView
+from playground.ui.steady_label import SteadyLabel
 from playground.ui.tasks import Task
 from playground.units import human_size
 
@@ -185,14 +186,15 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(self.splitter)
 
     def _build_status_bar(self) -> None:
-        self.speed_label = QLabel("—")
-        self.threads_label = QLabel("")
+        # Their texts change while a run streams (the context at every redraw).
+        self.speed_label = SteadyLabel("—")
+        self.threads_label = SteadyLabel("")
         self.threads_label.setToolTip(
             "Threads per decode step: the count measured fastest now (it follows the load "
             "on this computer), or the one set with --threads")
-        self.prompt_label = QLabel("")
-        self.context_label = QLabel("")
-        self.memory_label = QLabel("")
+        self.prompt_label = SteadyLabel("")
+        self.context_label = SteadyLabel("")
+        self.memory_label = SteadyLabel("")
         for label in (self.speed_label, self.threads_label, self.prompt_label,
                       self.context_label, self.memory_label):
             self.statusBar().addPermanentWidget(label)

@@ -14,6 +14,7 @@ from playground.records import Sample, TokenRecord
 from playground.ui.colors import WINNER, WINNER_BACKGROUND, sample_color
 from playground.ui.flow_layout import FlowLayout
 from playground.ui.logprob_chart import Sparkline
+from playground.ui.steady_label import SteadyLabel
 from playground.ui.token_view import TokenView
 
 PANEL_WIDTH = 320
@@ -136,7 +137,7 @@ class SamplePanel(QFrame):
 
         # Badges wrap like words: their widths vary with the numbers and the font.
         self._badges = FlowLayout(spacing=4, centred=False)
-        self._finish_label = QLabel()
+        self._finish_label = SteadyLabel()
         self._finish_label.setStyleSheet(_MUTED)
 
         layout = QVBoxLayout(self)
@@ -200,13 +201,7 @@ class SamplePanel(QFrame):
 
     def _show_finish(self, reason: str | None, n_tokens: int) -> None:
         word = _FINISH_WORDS.get(reason, reason or "")
-        label = self._finish_label
-        label.setText(f"{n_tokens:,} tokens · {word}")
-        # A label of fixed size does not lay the panel out again when its text changes: while
-        # a run streams the count changes at every refresh, its width only now and then.
-        hint = label.sizeHint()
-        if label.minimumSize() != hint or label.maximumSize() != hint:
-            label.setFixedSize(hint)
+        self._finish_label.setText(f"{n_tokens:,} tokens · {word}")
 
     # -- rank and scores -------------------------------------------------------------------
 

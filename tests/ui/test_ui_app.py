@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import tiny_models
+from PySide6.QtWidgets import QLabel
 
 from playground.sampling import SamplingParams
 from playground.ui.main_window import MainWindow
@@ -121,7 +122,7 @@ def test_hover_popup_shows_the_token(qtbot, window: MainWindow):
     window.single_view.text.show_popup_for(2)
     popup = window.single_view.text.popup
     assert popup.isVisible() and popup.window() is window  # inside the window, not a new one
-    shown = " ".join(label.text() for label in popup.findChildren(type(window.speed_label)))
+    shown = " ".join(label.text() for label in popup.findChildren(QLabel))
     assert f"{token.prob:.1%}".rstrip("0").rstrip(".") in shown or f"{token.prob:.1%}" in shown
     assert str(token.rank) in shown
 
