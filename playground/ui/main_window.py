@@ -677,8 +677,8 @@ def _freeze_what_is_loaded() -> None:
     garbage collector's later passes.
 
     They are most of what a full collection walks: about 30 ms on an idle machine, and 70 ms
-    of a frozen window during a run, where the GUI thread shares the cores with the decode.
-    Frozen, a full collection walks only what came after, a millisecond or so. What an earlier
+    of a blocked window during a run, where the GUI thread shares the cores with the decode.
+    Frozen, they are not walked: a full collection takes a millisecond or so. What an earlier
     freeze kept is thawed and collected first, so the cycles of a model loaded before this one
     are freed, not kept for good.
     """
