@@ -685,4 +685,3 @@ def _freeze_what_is_loaded() -> None:
     gc.unfreeze()
     gc.collect()
     gc.freeze()
-

@@ -8,8 +8,8 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QEvent, QObject, QPointF
-from PySide6.QtWidgets import QWidget
+from PySide6.QtCore import QEvent, QPointF
+from qt_events import EventCounter
 
 from playground.engine_api import Engine
 from playground.records import Run, RunStats, TokenRecord
@@ -286,17 +286,6 @@ def test_chart_follows_a_growing_sample(chart: LogprobChart):
         assert shows_all(n)
 
 
-class _PaintCounter(QObject):
-    def __init__(self, widget: QWidget) -> None:
-        super().__init__(widget)
-        self.paints = 0
-        widget.installEventFilter(self)
-
-    def eventFilter(self, _watched: QObject, event: QEvent) -> bool:
-        self.paints += event.type() == QEvent.Type.Paint
-        return False
-
-
 def test_each_streamed_update_of_a_chart_is_painted_once(chart: LogprobChart, run: Run, qtbot):
     """pyqtgraph moves a view to its new range at the start of a paint, and the moved curves
     then asked for a second paint: each update of a streaming run was painted twice."""
@@ -309,15 +298,15 @@ def test_each_streamed_update_of_a_chart_is_painted_once(chart: LogprobChart, ru
     def update(n: int) -> list[int]:
         """How often each chart is painted after an update to n tokens."""
         for counter in counters:
-            counter.paints = 0
+            counter.count = 0
         chart.set_tokens([_token(0, i, i, -0.3 * i) for i in range(n)])
         overlay.set_samples([replace(s, tokens=s.tokens[:n]) for s in run.samples],
                             streaming=True)
         qtbot.wait(60)
-        return [counter.paints for counter in counters]
+        return [counter.count for counter in counters]
 
-    counters = [_PaintCounter(chart._graphics.viewport()),
-                _PaintCounter(overlay._plot.viewport())]
+    counters = [EventCounter(chart._graphics.viewport(), QEvent.Type.Paint),
+                EventCounter(overlay._plot.viewport(), QEvent.Type.Paint)]
     update(2)  # the first update after the fixture's lays the axes out
     for n in (6, 9, 3, 12):  # growing, and a new sample that starts again
         assert update(n) == [1, 1]

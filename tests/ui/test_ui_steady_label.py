@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QEvent, QObject
+from PySide6.QtCore import QEvent
 from PySide6.QtWidgets import QApplication, QHBoxLayout, QLabel, QWidget
+from qt_events import EventCounter
 
 from playground.ui.steady_label import SteadyLabel
-
-
-class _LayoutRequests(QObject):
-    def __init__(self, widget: QWidget) -> None:
-        super().__init__(widget)
-        self.count = 0
-        widget.installEventFilter(self)
-
-    def eventFilter(self, _watched: QObject, event: QEvent) -> bool:
-        self.count += event.type() == QEvent.Type.LayoutRequest
-        return False
 
 
 def _layouts_per_text(qtbot, label: QLabel, texts: list[str]) -> list[int]:
@@ -24,7 +14,7 @@ def _layouts_per_text(qtbot, label: QLabel, texts: list[str]) -> list[int]:
     qtbot.addWidget(parent)
     QHBoxLayout(parent).addWidget(label)
     parent.show()
-    requests = _LayoutRequests(parent)
+    requests = EventCounter(parent, QEvent.Type.LayoutRequest)
     counts = []
     for text in texts:
         QApplication.processEvents()
