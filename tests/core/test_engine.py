@@ -15,6 +15,7 @@ import tiny_models
 from playground.engine import load
 from playground.engine_api import Engine
 from playground.errors import InvalidRequestError, ResourceError
+from playground.handles import Entry
 from playground.records import RunEnd, SampleEnd, TokenRecord
 from playground.sampling import Sampler, SamplingParams
 
@@ -226,41 +227,62 @@ def test_a_lone_sample_past_512_cells_scores_as_teacher_forced(tmp_path: Path):
                                                                abs=1e-5)
 
 
+def followers(tokens: list[int], n: int) -> list[int]:
+    """What followed the last n tokens each time they occurred before, latest first, by brute
+    force."""
+    return [tokens[start + n] for start in range(len(tokens) - n - 1, -1, -1)
+            if tokens[start:start + n] == tokens[-n:]]
+
+
 @pytest.mark.embedded
 @pytest.mark.skipif((os.cpu_count() or 1) < 2,
                     reason="llama.cpp splits a lone token's attention only across 2 threads")
-def test_a_lone_sample_guesses_along_exactly_from_where_the_cache_view_reaches_512(
-        embedded_model_path: Path):
-    """A lone sample's step takes a guess of its next token along only once llama.cpp's view
-    of the cache can reach 512 cells, and a right guess saves the next step. That rests on
-    where llama.cpp puts cells: after a best-of-4 run, the same prompt keeps its cells at the
-    bottom and the new sample goes just above, so its steps see 256 cells up to cell 256 and
-    512 after. Without the second token, this sample's logprobs leave the teacher-forced ones
-    exactly at cell 257 (by 0.07 nats); with it, they are the same as teacher-forced and as
-    decoded with one thread, where no guess is taken."""
+def test_a_lone_sample_guesses_along_exactly(embedded_model_path: Path):
+    """A lone sample's step takes a guess of its next token along where the guess is sure (the
+    last two tokens were followed by the same token the latest two times), and at every step
+    once llama.cpp's view of the cache can reach 512 cells; a right guess saves the next step.
+    That rests on where llama.cpp puts cells: after a best-of-4 run, the same prompt keeps its
+    cells at the bottom and the new sample goes just above, so its steps see 256 cells up to
+    cell 256 and 512 after. Without the second token, this sample's logprobs leave the
+    teacher-forced ones exactly at cell 257 (by 0.07 nats); with it, they are the same as
+    teacher-forced and as decoded with one thread, where only the sure guesses are taken."""
     with load(embedded_model_path, n_ctx=1024, n_threads=2) as engine:
         engine.is_end_of_generation = lambda token: False
         prompt = "Tell me a long story about a lighthouse keeper and a storm."
         engine.run(prompt, replace(GREEDY, max_tokens=48), 4, same_seed=True)
-        decodes: list[int] = []
+        steps: list[list[Entry]] = []
         decode = engine._batch.decode
-        engine._batch.decode = lambda ctx, entries, **kw: (decodes.append(len(entries)),
+        engine._batch.decode = lambda ctx, entries, **kw: (steps.append(list(entries)),
                                                            decode(ctx, entries, **kw))[1]
         alone = engine.run(prompt, replace(GREEDY, max_tokens=260))
-        cells = len(alone.prompt_token_ids) + len(alone.samples[0].tokens)
-        assert cells > 256 + 32 and engine.n_threads == 2
-        # The prompt, read again: its last two tokens; then steps alone; then with a guess.
-        first_guess = decodes.index(2, 1)
-        assert set(decodes[1:first_guess]) == {1} and set(decodes[first_guess:]) == {2}
-        assert len(decodes) - first_guess < cells - 257, "right guesses saved steps"
-        tokens = alone.samples[0].tokens
-        forced = engine.teacher_force(alone.prompt_token_ids, [t.id for t in tokens])
-        assert [t.id for t in forced] == [t.id for t in tokens]
-        assert [t.logprob for t in forced] == [t.logprob for t in tokens]
+        made = [t.id for t in alone.samples[0].tokens]
+        text = alone.prompt_token_ids + made
+        assert len(text) > 256 + 32 and engine.n_threads == 2
+        # The prompt, read again: its last two tokens; then one step per token not guessed.
+        cells, saved = len(alone.prompt_token_ids), 0
+        for entries in steps[1:]:
+            (last, position, _, _), *spare = entries
+            before = text[: position + 1]
+            assert before[-1] == last
+            after_two = followers(before, 2)[:2]
+            sure = after_two[0] if len(after_two) == 2 and after_two[0] == after_two[1] else None
+            if cells + 1 > 256:  # the view may reach 512 cells: the best guess, sure or not
+                best = next((found[0] for n in (3, 2, 1) if (found := followers(before, n))),
+                            before[-1])
+                assert [e[0] for e in spare] == [best]
+            else:
+                assert [e[0] for e in spare] == ([] if sure is None else [sure])
+            cells += len(entries)
+            saved += bool(spare) and position + 2 < len(text) and text[position + 1] == spare[0][0]
+        assert len(steps) - 1 == len(made) - 1 - saved, "each right guess saved a step"
+        assert saved > 20 and any(len(e) == 2 for e in steps[1:40]), "guesses before cell 256"
+        forced = engine.teacher_force(alone.prompt_token_ids, made)
+        assert [t.id for t in forced] == made
+        assert [t.logprob for t in forced] == [t.logprob for t in alone.samples[0].tokens]
     with load(embedded_model_path, n_ctx=1024, n_threads=1) as engine:
         engine.is_end_of_generation = lambda token: False
         one_thread = engine.run(prompt, replace(GREEDY, max_tokens=260)).samples[0].tokens
-        assert one_thread == tokens
+        assert one_thread == alone.samples[0].tokens
 
 
 def test_prompt_longer_than_the_context(tiny_engine: Engine):
