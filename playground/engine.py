@@ -808,13 +808,13 @@ class _Sequence:
             tail = [*tail[-2:], token]
         self._tail, self._indexed = tail, self._indexed + len(new)
         if sure_only:
-            found = after.get(tuple(tail[-2:])) if len(tail) >= 2 else None
+            found = after.get(tuple(tail[-2:]))
             return found[0] if found is not None and found[1] else None
         for n in range(len(tail), 0, -1):
             found = after.get(tuple(tail[-n:]))
             if found is not None:
                 return found[0]
-        return tail[-1] if tail else None
+        return tail[-1]
 
     def finished(self, stops: list[bytes], max_tokens: int) -> SampleEnd | None:
         """How the sample ends after its last token (a stop string, the length), or None."""
