@@ -208,7 +208,7 @@ def main(argv: list[str]) -> int:
     if argv[0] == "test":
         steps = [
             [py, "-m", "ruff", "check", "playground", "tests", "bench", "packaging", "dev.py"],
-            [str(VENV / "bin" / "lint-imports"), "--config", str(ROOT / "pyproject.toml")],
+            [str(VENV / "bin" / "lint-imports")],  # its contracts: pyproject.toml in ROOT
             [py, "-m", "pytest", *argv[1:]],
         ]
         for step in steps:
