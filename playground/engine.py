@@ -704,7 +704,7 @@ class LocalEngine:
         beside another. A second token in the step keeps it on the row kernel, so a lone
         sample's step then takes the `spare` along, `spare(True)`: the sample's guess of its
         next token, one position on. When the sampler draws the guess, the step after it is
-        already done. A second token makes a step 1.5-1.8 times as long, copy or guess, so
+        already done. A second token makes a step 1.5-1.8 times as long, whatever it is, so
         elsewhere (one thread, or before the cache's view can reach 512 cells) the step takes
         only a sure guess along, `spare(False)`, if there is one: on SmolLM2's samples, sure
         guesses were right 93-95% of the time, and the rest 14-16%. Returns the spare entry
